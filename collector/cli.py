@@ -1,0 +1,191 @@
+"""``net-gazer-collector``: gRPC ingest, the graph store and the web viewer in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from net_gazer import __version__, logs
+from net_gazer.errors import UserError
+
+log = logging.getLogger("net_gazer.collector")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="net-gazer-collector",
+        description="Receive sensors' results over gRPC, write the hop graph into FalkorDB, serve the viewer.",
+        epilog="Without --graph-url the collector starts an embedded FalkorDB (AOF on) in --data-dir.",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="configuration file (TOML, see deploy/collector.toml)",
+    )
+    p.add_argument(
+        "--listen", metavar="ADDR", help="gRPC address for sensors (default 127.0.0.1:50051)"
+    )
+    p.add_argument(
+        "--http", metavar="ADDR", help="web viewer and API address (default 127.0.0.1:8080)"
+    )
+    p.add_argument(
+        "--graph-url",
+        metavar="redis://HOST:PORT",
+        help="an external FalkorDB instead of the embedded one",
+    )
+    p.add_argument("--graph", metavar="NAME", help="graph name (default net_gazer)")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the embedded FalkorDB keeps its data "
+        "(default ~/.local/share/net-gazer/collector)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --listen without TLS and sensor authentication",
+    )
+    p.add_argument(
+        "--ready-file", metavar="FILE", help=argparse.SUPPRESS
+    )  # for tests and supervisors
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
+    p.add_argument("--version", action="version", version=f"net-gazer {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup(args.verbose, name="collector")
+    from net_gazer.collector import config
+    from net_gazer.collector.embedded import EmbeddedFalkorDB
+
+    embedded: EmbeddedFalkorDB | None = None
+    try:
+        cfg = config.load(args)
+        url = cfg.graph_url
+        if not url:
+            embedded = EmbeddedFalkorDB(cfg.data_dir)
+            embedded.start()  # before any thread exists (see embedded.py)
+            url = embedded.url
+        return asyncio.run(serve(cfg, url))
+    except UserError as exc:
+        print(f"net-gazer-collector: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def serve(cfg: Any, url: str) -> int:
+    import grpc.aio
+    import redis.exceptions
+    from waitress.server import create_server
+
+    from net_gazer.collector import plugins as plugin_loader
+    from net_gazer.collector.ingest import IngestService
+    from net_gazer.collector.store import GraphStore
+    from net_gazer.collector.web import WebConfig, create_app
+    from net_gazer.v1 import wire_pb2_grpc
+
+    store = GraphStore.connect(url, cfg.graph)
+    try:
+        await store.ensure_schema()
+        aof = await store.aof_enabled()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise UserError(f"cannot reach the graph database at {url}: {exc}") from None
+    if not aof:
+        log.warning(
+            "the graph database at %s runs WITHOUT AOF persistence: acknowledged data can be lost "
+            "in a crash; start it with --appendonly yes",
+            url,
+        )
+    plugins = plugin_loader.load(
+        cfg.graph, allow=cfg.plugins_allow, block=cfg.plugins_block, config=cfg.plugin_config
+    )
+    store.enrich = plugins.enrich
+    plugins.start()
+    service = IngestService(store, plugins)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    wire_pb2_grpc.add_IngestServicer_to_server(service, server)
+    try:
+        grpc_port = server.add_insecure_port(cfg.listen)
+    except RuntimeError:
+        grpc_port = 0
+    if not grpc_port:
+        raise UserError(
+            f"cannot listen on {cfg.listen} for sensors: the address is in use or not on this host"
+        )
+
+    started = time.time()
+
+    def status() -> dict[str, Any]:
+        s = service.stats
+        return {
+            "version": __version__,
+            "uptime_s": round(time.time() - started, 1),
+            "sensors_connected": s.active,
+            "batches": s.batches,
+            "duplicates": s.duplicates,
+            "rejected": s.rejected,
+            "plugins": plugins.describe(),
+        }
+
+    app = create_app(WebConfig(graph_url=url, graph=cfg.graph, status=status))
+    plugins.web_routes(app)
+    http_host, http_port = cfg.http.rsplit(":", 1)
+    try:
+        web = create_server(
+            app, host=http_host.strip("[]"), port=int(http_port), threads=4, ident="net-gazer"
+        )
+    except OSError as exc:
+        raise UserError(f"cannot serve the viewer on {cfg.http}: {exc.strerror}") from None
+    web_port = int(web.effective_port)  # type: ignore[union-attr]
+    web_thread = threading.Thread(target=web.run, name="waitress", daemon=True)
+    await server.start()
+    web_thread.start()
+    log.info(
+        "listening for sensors on %s (port %d), viewer on http://%s:%d/",
+        cfg.listen,
+        grpc_port,
+        http_host,
+        web_port,
+    )
+    if cfg.ready_file is not None:
+        cfg.ready_file.write_text(
+            json.dumps({"grpc_port": grpc_port, "http_port": web_port, "graph_url": url})
+        )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await server.stop(grace=5)
+    web.close()
+    plugins.stop()
+    with contextlib.suppress(Exception):
+        await store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""The object each collector plugin receives as ``ctx``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class CollectorContext:
+    name: str
+    config: dict[str, Any]
+    graph: str
+    log: logging.Logger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = logging.getLogger(f"net_gazer.plugin.{self.name}")

@@ -1,0 +1,45 @@
+"""What collector plugins hand to the store: parameterised Cypher fragments.
+
+A batch from a sensor is applied as ONE graph query together with the sensor's delivery mark
+(DESIGN.md, "Wire protocol and delivery"). Plugins therefore do not write themselves: they return
+:class:`GraphWrite` fragments, and the store joins them into that query.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_PARAM = re.compile(r"\$rows\b")
+
+
+@dataclass(slots=True)
+class GraphWrite:
+    """One updating clause over a list of rows.
+
+    ``cypher`` is a FOREACH clause (or several) that reads its rows from ``$rows``; it may also use
+    ``$sid`` (sensor id), ``$site`` and ``$now`` (collector clock, Unix seconds). Host nodes named
+    in ``hosts`` as ``(ip, ts)`` pairs are merged, enriched and stamped by the store before the
+    fragment runs, so fragments can simply ``MERGE (h:Host {scope: ..., ip: ...})``. Values are
+    never pasted into the text: everything goes through parameters.
+    """
+
+    cypher: str
+    rows: list[dict[str, Any]]
+    hosts: list[tuple[str, float]] = field(default_factory=list)
+
+    def bind(self, name: str) -> str:
+        """The fragment with ``$rows`` renamed to ``$<name>``."""
+        return _PARAM.sub(f"${name}", self.cypher)
+
+
+@dataclass(slots=True, frozen=True)
+class SensorInfo:
+    """The sensor on the other end of a stream, as its hello described it."""
+
+    id: str
+    site: str
+    epoch: str
+    hostname: str = ""
+    version: str = ""

@@ -1,0 +1,175 @@
+"""The gRPC ingest service: one bidirectional stream per sensor.
+
+The first envelope must be a hello; the answer is the mark the graph holds for the hello's epoch.
+Every later envelope is applied through the store (exactly once, with the mark, in one query) and
+only then acknowledged. Errors end the stream with a status the sensor can act on:
+``INVALID_ARGUMENT`` for malformed streams, ``FAILED_PRECONDITION`` for delivery holes,
+``UNAVAILABLE`` while the graph database is down (the sensor resends later).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+import redis.exceptions
+
+from net_gazer import PROTOCOL_MINOR
+from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
+from net_gazer.collector.plugins import CollectorPlugins
+from net_gazer.collector.store import DeliveryError, GraphStore
+from net_gazer.v1 import wire_pb2, wire_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 128
+
+#: Fault injection for the crash tests: SIGKILL this process right after the Nth applied batch,
+#: before its ack is sent. Only read from the environment; never set it in production.
+FAULT_KILL_AFTER = "NG_FAULT_KILL_AFTER_WRITE"
+
+
+@dataclass
+class IngestStats:
+    streams: int = 0
+    active: int = 0
+    batches: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    rejected: int = 0
+
+
+def _valid_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID and value.isprintable()
+
+
+class IngestService(wire_pb2_grpc.IngestServicer):
+    def __init__(self, store: GraphStore, plugins: CollectorPlugins) -> None:
+        self.store = store
+        self.plugins = plugins
+        self.stats = IngestStats()
+        kill = os.environ.get(FAULT_KILL_AFTER, "")
+        self._kill_after = int(kill) if kill.isdigit() else 0
+
+    async def _reject(
+        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, why: str
+    ) -> None:  # type: ignore[type-arg]
+        self.stats.rejected += 1
+        log.warning("rejected a sensor stream from %s: %s", context.peer(), why)
+        await context.abort(code, why)
+
+    async def Stream(
+        self,
+        request_iterator: AsyncIterator[wire_pb2.Envelope],
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[wire_pb2.Ack]:
+        self.stats.streams += 1
+        self.stats.active += 1
+        try:
+            async for ack in self._stream(request_iterator, context):
+                yield ack
+        finally:
+            self.stats.active -= 1
+
+    async def _stream(
+        self,
+        request_iterator: AsyncIterator[wire_pb2.Envelope],
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> AsyncIterator[wire_pb2.Ack]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        if not first.HasField("hello") or first.seq != 0:
+            await self._reject(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first envelope must be a hello with seq 0",
+            )
+        if not _valid_id(first.sensor_id) or not _valid_id(first.epoch):
+            await self._reject(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "sensor_id and epoch must be 1-128 printable characters",
+            )
+        hello = first.hello
+        if hello.protocol_minor + 1 < PROTOCOL_MINOR:
+            await self._reject(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"sensor protocol 1.{hello.protocol_minor} is too old for this collector (1.{PROTOCOL_MINOR}); upgrade the sensor",
+            )
+        site = hello.site if _valid_id(hello.site) else first.sensor_id
+        sensor = SensorInfo(
+            id=first.sensor_id,
+            site=site,
+            epoch=first.epoch,
+            hostname=hello.hostname,
+            version=hello.version,
+        )
+        try:
+            acked = await self.store.hello(sensor, hello)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database unavailable: {exc}")
+        log.info(
+            "sensor %s connected from %s (epoch %s, mark %d)",
+            sensor.id,
+            context.peer(),
+            sensor.epoch,
+            acked,
+        )
+        yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=acked)
+        async for env in request_iterator:
+            if env.sensor_id != sensor.id or env.epoch != sensor.epoch:
+                await self._reject(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "an envelope names another sensor or epoch than the stream's hello",
+                )
+            try:
+                if env.HasField("batch"):
+                    outcome = await self.store.apply(
+                        sensor, env.seq, self._writes(sensor, env.batch), dict(env.batch.counters)
+                    )
+                    self.stats.batches += 1
+                elif env.HasField("gap"):
+                    outcome = await self.store.gap(sensor, env.seq, env.gap)
+                    self.stats.gaps += 1
+                else:
+                    await self._reject(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "an envelope after the hello must hold a batch or a gap",
+                    )
+                    return
+            except DeliveryError as exc:
+                await self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+                return
+            except (redis.exceptions.RedisError, OSError) as exc:
+                log.warning("graph write failed for sensor %s: %s", sensor.id, exc)
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, f"graph database unavailable: {exc}"
+                )
+            if outcome.value == "duplicate":
+                self.stats.duplicates += 1
+            elif self._kill_after and self.store.stats.batches >= self._kill_after:
+                log.error(
+                    "fault injection: killing the collector after write %d, before its ack",
+                    self.store.stats.batches,
+                )
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=env.seq)
+
+    def _writes(self, sensor: SensorInfo, batch: wire_pb2.Batch) -> list[GraphWrite]:
+        writes = self.plugins.graph_writes(sensor, batch)
+        for ext in batch.extensions:
+            handled = self.plugins.handle_extension(sensor, ext.plugin, ext.payload)
+            if handled is None:
+                self.plugins.unhandled[ext.plugin] = self.plugins.unhandled.get(ext.plugin, 0) + 1
+            else:
+                writes.extend(handled)
+        return writes

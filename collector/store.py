@@ -1,0 +1,313 @@
+"""The graph store: FalkorDB, written in batches, one query per sensor batch.
+
+Delivery (DESIGN.md, "Wire protocol and delivery"): a batch is applied together with the sensor's
+delivery mark in ONE query, guarded by that mark::
+
+    MATCH (s:Sensor {id: $sid}) WHERE s.epoch = $epoch AND s.acked_seq = $prev
+    SET s.acked_seq = $seq, ...
+    FOREACH (...)   -- hosts, then each plugin's fragment
+
+If the guard does not hold, nothing at all is written; the store then reads the mark to tell a
+replay (at or below the mark: acknowledge and skip) from a hole (a protocol error). A crash between
+the write and the ack therefore costs a resend, never a double count.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.exceptions
+from falkordb.asyncio import FalkorDB
+
+from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
+from net_gazer.netaddr import scope_of
+from net_gazer.v1 import wire_pb2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRAPH = "net_gazer"
+
+# Every property a MERGE or a lookup uses gets an index (FalkorDB range indexes).
+INDEXES: tuple[tuple[str, str], ...] = (
+    ("Sensor", "id"),
+    ("Host", "ip"),
+    ("Host", "scope"),
+    ("Trace", "id"),
+    ("Trace", "dst"),
+    ("Trace", "sensor"),
+)
+
+HOSTS_CYPHER = """
+FOREACH (h IN $hosts |
+  MERGE (x:Host {scope: h.scope, ip: h.ip})
+  ON CREATE SET x.first_seen = h.ts, x.last_seen = h.ts, x.family = h.family,
+    x.private = h.private
+  SET x.last_seen = CASE WHEN h.ts > x.last_seen THEN h.ts ELSE x.last_seen END
+  SET x += h.props
+)
+"""
+
+HELLO_CYPHER = """
+MERGE (s:Sensor {id: $sid})
+ON CREATE SET s.first_seen = $now, s.epoch = $epoch, s.acked_seq = 0, s.lost_envelopes = 0,
+  s.lost_items = 0, s.gaps = 0, s.batches = 0
+WITH s, s.machine_id AS previous_machine
+SET s.acked_seq = CASE WHEN s.epoch = $epoch THEN s.acked_seq ELSE 0 END
+SET s.epoch = $epoch, s.hostname = $hostname, s.machine_id = $machine_id, s.version = $version,
+  s.ifaces = $ifaces, s.site = $site, s.last_seen = $now, s.plugins = $plugins,
+  s.replay = $replay, s.local_networks = $local_networks
+FOREACH (h IN $origins |
+  MERGE (x:Host {scope: h.scope, ip: h.ip})
+  ON CREATE SET x.first_seen = $now, x.last_seen = $now, x.family = h.family,
+    x.private = h.private
+  MERGE (s)-[:ORIGIN]->(x)
+)
+RETURN s.acked_seq, previous_machine
+"""
+
+GUARD_CYPHER = """
+MATCH (s:Sensor {id: $sid}) WHERE s.epoch = $epoch AND s.acked_seq = $prev
+SET s.acked_seq = $seq, s.last_seen = $now, s.batches = s.batches + 1, s.counters = $counters
+"""
+
+GAP_CYPHER = """
+MATCH (s:Sensor {id: $sid}) WHERE s.epoch = $epoch AND s.acked_seq >= $first - 1
+  AND s.acked_seq < $seq
+SET s.acked_seq = $seq, s.last_seen = $now, s.gaps = s.gaps + 1,
+  s.lost_envelopes = s.lost_envelopes + $lost_envelopes, s.lost_items = s.lost_items + $lost_items,
+  s.last_gap_reason = $reason
+"""
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # at or below the mark: acknowledge, write nothing
+
+
+class DeliveryError(Exception):
+    """A batch that cannot be applied: wrong epoch, or a hole before it."""
+
+
+@dataclass(slots=True)
+class StoreStats:
+    batches: int = 0
+    duplicates: int = 0
+    rows: int = 0
+    write_seconds: float = 0.0
+
+
+Enricher = Callable[[str, str, dict[str, Any]], None]
+
+
+def host_row(ip: str, site: str, ts: float, props: dict[str, Any]) -> dict[str, Any]:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    return {
+        "ip": str(addr),
+        "scope": scope_of(ip, site),
+        "family": addr.version,
+        "private": not addr.is_global,
+        "ts": ts,
+        "props": props,
+    }
+
+
+class GraphStore:
+    """Async access to one graph. Build with :meth:`connect`."""
+
+    def __init__(self, db: FalkorDB, graph: str = DEFAULT_GRAPH) -> None:
+        self.db = db
+        self.graph_name = graph
+        self.graph = db.select_graph(graph)
+        self.stats = StoreStats()
+        self.enrich: Enricher | None = None
+        self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @classmethod
+    def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
+        if url.startswith("unix://"):
+            db = FalkorDB(unix_socket_path=url.removeprefix("unix://"))
+        else:
+            db = FalkorDB.from_url(url)
+        return cls(db, graph)
+
+    async def close(self) -> None:
+        await self.db.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.db.connection.ping())
+        except (redis.exceptions.RedisError, OSError):
+            return False
+
+    async def aof_enabled(self) -> bool:
+        conf = await self.db.connection.config_get("appendonly")
+        return str(conf.get("appendonly", "no")).lower() == "yes"
+
+    async def ensure_schema(self) -> None:
+        existing = set()
+        try:
+            res = await self.graph.ro_query("CALL db.indexes() YIELD label, properties")
+            for label, props in res.result_set:
+                for p in props:
+                    existing.add((label, p))
+        except redis.exceptions.ResponseError:
+            pass  # empty graph: no indexes yet
+        for label, prop in INDEXES:
+            if (label, prop) in existing:
+                continue
+            try:
+                await self.graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+            except redis.exceptions.ResponseError as exc:
+                if "already indexed" not in str(exc):
+                    raise
+
+    # -- delivery ---------------------------------------------------------------------------
+    async def hello(self, sensor: SensorInfo, hello: wire_pb2.Hello) -> int:
+        """Record the sensor's hello; return the mark stored for its epoch (0 for a new epoch)."""
+        origins = [
+            {
+                k: v
+                for k, v in host_row(ip, sensor.site, 0.0, {}).items()
+                if k not in ("ts", "props")
+            }
+            for ip in dict.fromkeys(hello.own_addresses)
+        ]
+        ifaces = [f"{i.name}:{i.role}" if i.role else i.name for i in hello.interfaces]
+        res = await self.graph.query(
+            HELLO_CYPHER,
+            {
+                "sid": sensor.id,
+                "epoch": sensor.epoch,
+                "now": time.time(),
+                "hostname": hello.hostname,
+                "machine_id": hello.machine_id,
+                "version": hello.version,
+                "ifaces": ifaces,
+                "site": sensor.site,
+                "plugins": list(hello.plugins),
+                "replay": hello.replay,
+                "local_networks": list(hello.local_networks),
+                "origins": origins,
+            },
+        )
+        acked, previous_machine = res.result_set[0]
+        if previous_machine and hello.machine_id and previous_machine != hello.machine_id:
+            log.warning(
+                "sensor id %r is claimed by two machines (machine-id %s, before %s): give each "
+                "sensor its own --sensor-id",
+                sensor.id,
+                hello.machine_id,
+                previous_machine,
+            )
+        return int(acked)
+
+    async def mark(self, sensor_id: str) -> tuple[str, int] | None:
+        res = await self.graph.ro_query(
+            "MATCH (s:Sensor {id: $sid}) RETURN s.epoch, s.acked_seq", {"sid": sensor_id}
+        )
+        if not res.result_set:
+            return None
+        epoch, acked = res.result_set[0]
+        return str(epoch), int(acked)
+
+    def _hosts(self, sensor: SensorInfo, writes: list[GraphWrite]) -> list[dict[str, Any]]:
+        latest: dict[str, float] = {}
+        for w in writes:
+            for ip, ts in w.hosts:
+                if ts > latest.get(ip, -1.0):
+                    latest[ip] = ts
+        rows = []
+        for ip, ts in latest.items():
+            scope = scope_of(ip, sensor.site)
+            props = self._enriched.get((scope, ip))
+            if props is None:
+                props = {}
+                if self.enrich is not None:
+                    self.enrich(ip, scope, props)
+                if len(self._enriched) > 1_000_000:
+                    self._enriched.clear()
+                self._enriched[(scope, ip)] = props
+            rows.append(host_row(ip, sensor.site, ts, props))
+        return rows
+
+    async def apply(
+        self,
+        sensor: SensorInfo,
+        seq: int,
+        writes: list[GraphWrite],
+        counters: dict[str, int] | None = None,
+    ) -> Outcome:
+        """Apply one batch exactly once (see the module docstring)."""
+        params: dict[str, Any] = {
+            "sid": sensor.id,
+            "site": sensor.site,
+            "epoch": sensor.epoch,
+            "seq": seq,
+            "prev": seq - 1,
+            "now": time.time(),
+            "counters": [f"{k}={v}" for k, v in sorted((counters or {}).items())],
+            "hosts": self._hosts(sensor, writes),
+        }
+        parts = [GUARD_CYPHER, HOSTS_CYPHER]
+        for i, w in enumerate(writes):
+            name = f"w{i}"
+            params[name] = w.rows
+            parts.append(w.bind(name))
+        start = time.perf_counter()
+        res = await self.graph.query("\n".join(parts), params)
+        self.stats.write_seconds += time.perf_counter() - start
+        if res.properties_set > 0:
+            self.stats.batches += 1
+            self.stats.rows += sum(len(w.rows) for w in writes)
+            return Outcome.APPLIED
+        return await self._explain(sensor, seq)
+
+    async def gap(self, sensor: SensorInfo, seq: int, gap: wire_pb2.Gap) -> Outcome:
+        """Move the mark past envelopes the sensor had to drop, and count the loss."""
+        res = await self.graph.query(
+            GAP_CYPHER,
+            {
+                "sid": sensor.id,
+                "epoch": sensor.epoch,
+                "seq": seq,
+                "first": gap.first_seq,
+                "now": time.time(),
+                "lost_envelopes": gap.lost_envelopes,
+                "lost_items": gap.lost_items,
+                "reason": gap.reason,
+            },
+        )
+        if res.properties_set > 0:
+            log.warning(
+                "sensor %s dropped %d envelopes (%d items): %s",
+                sensor.id,
+                gap.lost_envelopes,
+                gap.lost_items,
+                gap.reason,
+            )
+            return Outcome.APPLIED
+        return await self._explain(sensor, seq)
+
+    async def _explain(self, sensor: SensorInfo, seq: int) -> Outcome:
+        mark = await self.mark(sensor.id)
+        if mark is None:
+            raise DeliveryError(f"sensor {sensor.id!r} sent a batch before its hello")
+        epoch, acked = mark
+        if epoch != sensor.epoch:
+            raise DeliveryError(
+                f"sensor {sensor.id!r} sent epoch {sensor.epoch} but the graph holds {epoch}"
+            )
+        if seq <= acked:
+            self.stats.duplicates += 1
+            return Outcome.DUPLICATE
+        raise DeliveryError(
+            f"sensor {sensor.id!r} sent seq {seq} but the graph holds {acked}: seqs "
+            f"{acked + 1}..{seq - 1} are missing"
+        )

@@ -1,0 +1,31 @@
+"""The collector's web side: a Flask application factory, blueprints by concern.
+
+Served by waitress (a production WSGI server) from :mod:`net_gazer.collector.cli`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+
+@dataclass
+class WebConfig:
+    graph_url: str
+    graph: str = "net_gazer"
+    #: Returns the collector's live status (ingest counters, plugins) for /healthz.
+    status: Callable[[], dict[str, Any]] = field(default=lambda: {})
+
+
+def create_app(config: WebConfig) -> Flask:
+    from net_gazer.collector.web import api
+    from net_gazer.collector.web.db import GraphReader
+
+    app = Flask("net_gazer.collector.web")
+    app.config["NG"] = config
+    app.extensions["ng_graph"] = GraphReader(config.graph_url, config.graph)
+    app.register_blueprint(api.bp)
+    return app

@@ -1,0 +1,131 @@
+"""Address helpers shared by sensor and collector: scope, direction, and this host's addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+GLOBAL_SCOPE = "global"
+
+# Fallback "local" networks when none are configured and there are no interfaces to read them from
+# (pcap replay): the private, CGNAT, ULA and link-local ranges.
+PRIVATE_NETWORKS: tuple[str, ...] = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",  # RFC 6598 shared address space (CGNAT)
+    "169.254.0.0/16",
+    "fc00::/7",  # RFC 4193 unique local
+    "fe80::/10",
+)
+
+
+def canonical(ip: str) -> str:
+    """Canonical text form (``ipaddress`` ``str()``): the form stored in the graph."""
+    return str(ipaddress.ip_address(ip))
+
+
+def scope_of(ip: str, site: str) -> str:
+    """``"global"`` for globally routable addresses, else the sensor's site (DESIGN.md schema)."""
+    return GLOBAL_SCOPE if ipaddress.ip_address(ip).is_global else site
+
+
+def parse_networks(items: Iterable[str]) -> list[IPNetwork]:
+    """Parse CIDRs (host bits allowed); raise ValueError naming the bad item."""
+    nets: list[IPNetwork] = []
+    for item in items:
+        text = item.strip()
+        if not text:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an IP network in CIDR form such as 192.168.1.0/24"
+            ) from None
+    return nets
+
+
+class NetworkSet:
+    """Membership test for a set of networks, fast for the handful a gateway has."""
+
+    def __init__(self, networks: Sequence[IPNetwork]) -> None:
+        self.networks = list(networks)
+        self._v4 = [(int(n.network_address), int(n.netmask)) for n in networks if n.version == 4]
+        self._v6 = [(int(n.network_address), int(n.netmask)) for n in networks if n.version == 6]
+
+    def __contains__(self, ip: str) -> bool:
+        addr = ipaddress.ip_address(ip)
+        value = int(addr)
+        nets = self._v4 if addr.version == 4 else self._v6
+        return any(value & mask == net for net, mask in nets)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+
+def interface_addresses(names: Iterable[str] | None = None) -> dict[str, list[IPNetwork]]:
+    """The addresses (as interface networks, e.g. 192.168.1.1/24) of this host's interfaces.
+
+    Reads ``ip -json addr``; returns {} when iproute2 is not there.
+    """
+    ip = shutil.which("ip")
+    if ip is None:
+        return {}
+    out = subprocess.run([ip, "-json", "addr"], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return {}
+    wanted = set(names) if names is not None else None
+    result: dict[str, list[IPNetwork]] = {}
+    for link in json.loads(out.stdout or "[]"):
+        name = link.get("ifname", "")
+        if wanted is not None and name not in wanted:
+            continue
+        nets: list[IPNetwork] = []
+        for a in link.get("addr_info", []):
+            try:
+                nets.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network)
+            except (KeyError, ValueError):
+                continue
+        result[name] = nets
+    return result
+
+
+def interface_hosts(names: Iterable[str]) -> list[str]:
+    """The host addresses (no prefix) of the named interfaces."""
+    ip = shutil.which("ip")
+    if ip is None:
+        return []
+    out = subprocess.run([ip, "-json", "addr"], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return []
+    wanted = set(names)
+    return [
+        canonical(a["local"])
+        for link in json.loads(out.stdout or "[]")
+        if link.get("ifname") in wanted or "any" in wanted
+        for a in link.get("addr_info", [])
+        if "local" in a
+    ]
+
+
+def default_route_interface() -> str | None:
+    """The interface of the IPv4 (else IPv6) default route, or None."""
+    ip = shutil.which("ip")
+    if ip is None:
+        return None
+    for family in ("-4", "-6"):
+        cmd = [ip, "-json", family, "route", "show", "default"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            for route in json.loads(out.stdout or "[]"):
+                dev = route.get("dev")
+                if dev:
+                    return str(dev)
+    return None

@@ -1,0 +1,12 @@
+#!/bin/sh
+# Regenerate the committed Python code from proto/. One script, used by `make proto` and the
+# staleness test. Usage: scripts/gen_proto.sh [OUTDIR]  (default: proto, i.e. in place)
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$here/proto}
+py=${PYTHON:-python3}
+mkdir -p "$out"
+cd "$here/proto"
+"$py" -m grpc_tools.protoc -I. \
+  --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" \
+  net_gazer/v1/wire.proto

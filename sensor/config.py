@@ -1,0 +1,215 @@
+"""Sensor configuration: typed, validated once at start. TOML file, then environment, then flags.
+
+File search order when ``-c`` / ``NG_CONFIG`` is not given: ``./etc/net-gazer/net-gazer.toml``,
+``/usr/local/etc/net-gazer/net-gazer.toml``, ``/etc/net-gazer/net-gazer.toml`` (the first that
+exists). ``deploy/net-gazer.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from net_gazer.errors import ConfigError
+from net_gazer.netaddr import IPNetwork, parse_networks
+
+SEARCH_PATH = (
+    Path("etc/net-gazer/net-gazer.toml"),
+    Path("/usr/local/etc/net-gazer/net-gazer.toml"),
+    Path("/etc/net-gazer/net-gazer.toml"),
+)
+
+DEFAULT_COLLECTOR = "127.0.0.1:50051"
+
+
+@dataclass(slots=True, frozen=True)
+class Interface:
+    name: str
+    role: str = ""
+
+
+@dataclass
+class SensorConfig:
+    interfaces: list[Interface] = field(default_factory=list)
+    read: Path | None = None
+    speed: float = 0.0  # 0: as fast as possible
+    loop: bool = False
+    local_networks: list[IPNetwork] = field(default_factory=list)
+    collector: str = DEFAULT_COLLECTOR
+    sensor_id: str = ""
+    site: str = ""
+    flush_interval: float = 1.0
+    ack_timeout: float = 30.0
+    max_envelopes: int = 10_000
+    snaplen: int = 1024
+    probe: bool = False
+    handshake_timeout: float = 75.0
+    max_flows: int = 262_144
+    plugins_allow: list[str] = field(default_factory=list)
+    plugins_block: list[str] = field(default_factory=list)
+    plugin_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_file: Path | None = None
+    verbose: int = 0
+
+    @property
+    def replay(self) -> bool:
+        return self.read is not None
+
+
+def parse_interface(spec: str) -> Interface:
+    name, _, role = spec.partition(":")
+    if not name:
+        raise ConfigError(f"interface {spec!r} has no name; use -i NAME or -i NAME:ROLE")
+    return Interface(name=name, role=role)
+
+
+def parse_hostport(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} {value!r} is not HOST:PORT, e.g. 127.0.0.1:50051")
+    return host, int(port)
+
+
+def find_config(explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; fix -c/--config or NG_CONFIG")
+        return path
+    return next((p for p in SEARCH_PATH if p.is_file()), None)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = data[key]
+    ok = False if isinstance(value, bool) and kind is not bool else isinstance(value, kind)
+    if not ok:
+        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(f"{where}: {key} must be a {name}, not {value!r}")
+    return value
+
+
+def load(args: Any) -> SensorConfig:
+    """Build the configuration from the file, the environment and parsed flags (``args``)."""
+    cfg = SensorConfig(verbose=args.verbose)
+    path = find_config(args.config or os.environ.get("NG_CONFIG"))
+    if path is not None:
+        cfg.config_file = path
+        _apply_file(cfg, _load_toml(path), str(path))
+    # Environment.
+    if os.environ.get("NG_IFACE"):
+        cfg.interfaces = [parse_interface(s) for s in os.environ["NG_IFACE"].split(",") if s]
+    if os.environ.get("NG_COLLECTOR"):
+        cfg.collector = os.environ["NG_COLLECTOR"]
+    if os.environ.get("NG_SENSOR_ID"):
+        cfg.sensor_id = os.environ["NG_SENSOR_ID"]
+    # Flags.
+    if args.iface:
+        cfg.interfaces = [parse_interface(s) for s in args.iface]
+    if args.read:
+        cfg.read = Path(args.read)
+    if args.speed is not None:
+        if args.speed < 0:
+            raise ConfigError("--speed must be 0 (as fast as possible) or a positive factor")
+        cfg.speed = args.speed
+    cfg.loop = args.loop
+    if args.local_networks:
+        try:
+            cfg.local_networks = parse_networks(args.local_networks.split(","))
+        except ValueError as exc:
+            raise ConfigError(f"--local-networks: {exc}") from None
+    if args.collector:
+        cfg.collector = args.collector
+    if args.sensor_id:
+        cfg.sensor_id = args.sensor_id
+    if args.ack_timeout is not None:
+        cfg.ack_timeout = args.ack_timeout
+    if args.flush_interval is not None:
+        cfg.flush_interval = args.flush_interval
+    cfg.probe = args.probe
+    return _validate(cfg)
+
+
+def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
+    known = {"sensor_id", "site", "collector", "local_networks", "flush_interval", "ack_timeout",
+             "snaplen", "interface", "buffer", "plugins", "tracker"}  # fmt: skip
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; see deploy/net-gazer.toml"
+        )
+    for key in ("sensor_id", "site", "collector"):
+        if key in data:
+            setattr(cfg, key, _typed(data, key, str, where))
+    for key in ("flush_interval", "ack_timeout"):
+        if key in data:
+            setattr(cfg, key, float(_typed(data, key, (int, float), where)))
+    if "snaplen" in data:
+        cfg.snaplen = _typed(data, "snaplen", int, where)
+    if "local_networks" in data:
+        try:
+            cfg.local_networks = parse_networks(_typed(data, "local_networks", list, where))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: local_networks: {exc}") from None
+    for item in _typed(data, "interface", list, where) if "interface" in data else []:
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"{where}: each [[interface]] needs a name")
+        cfg.interfaces.append(Interface(name=str(item["name"]), role=str(item.get("role", ""))))
+    buffer = _typed(data, "buffer", dict, where) if "buffer" in data else {}
+    if "max_envelopes" in buffer:
+        cfg.max_envelopes = _typed(buffer, "max_envelopes", int, f"{where} [buffer]")
+    tracker = _typed(data, "tracker", dict, where) if "tracker" in data else {}
+    if "handshake_timeout" in tracker:
+        cfg.handshake_timeout = float(
+            _typed(tracker, "handshake_timeout", (int, float), f"{where} [tracker]")
+        )
+    if "max_flows" in tracker:
+        cfg.max_flows = _typed(tracker, "max_flows", int, f"{where} [tracker]")
+    plugins = _typed(data, "plugins", dict, where) if "plugins" in data else {}
+    for key in ("allow", "block"):
+        if key in plugins:
+            setattr(
+                cfg,
+                f"plugins_{key}",
+                [str(x) for x in _typed(plugins, key, list, f"{where} [plugins]")],
+            )
+    cfg.plugin_config = {k: v for k, v in plugins.items() if isinstance(v, dict)}
+
+
+def _validate(cfg: SensorConfig) -> SensorConfig:
+    parse_hostport(cfg.collector, "collector address")
+    if cfg.read is not None and cfg.interfaces:
+        raise ConfigError("give either -r/--read FILE or -i/--iface, not both")
+    if cfg.loop and cfg.read is None:
+        raise ConfigError("--loop only applies to -r/--read")
+    if cfg.flush_interval <= 0 or cfg.flush_interval > 3600:
+        raise ConfigError("flush_interval must be between 0 and 3600 seconds")
+    if cfg.ack_timeout <= 0:
+        raise ConfigError("ack_timeout must be a positive number of seconds")
+    if cfg.max_envelopes < 10:
+        raise ConfigError("[buffer] max_envelopes must be at least 10")
+    if not 64 <= cfg.snaplen <= 262_144:
+        raise ConfigError("snaplen must be between 64 and 262144 bytes")
+    if cfg.max_flows < 16:
+        raise ConfigError("[tracker] max_flows must be at least 16")
+    if not cfg.sensor_id:
+        cfg.sensor_id = socket.gethostname()
+    if len(cfg.sensor_id) > 128 or not cfg.sensor_id.isprintable():
+        raise ConfigError("the sensor id must be at most 128 printable characters")
+    if not cfg.site:
+        cfg.site = cfg.sensor_id
+    return cfg

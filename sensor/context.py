@@ -1,0 +1,44 @@
+"""The object each sensor plugin receives as ``ctx``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import Message
+
+
+@dataclass
+class PluginContext:
+    """A plugin's view of the sensor.
+
+    ``emit(message)`` queues a protobuf message for the collector: a ``HandshakeRow`` goes into
+    the batch as such, any other message travels as an ``Extension`` (``google.protobuf.Any``)
+    tagged with the plugin's name, for a collector-side plugin to handle.
+    """
+
+    name: str
+    sensor_id: str
+    site: str
+    config: dict[str, Any]
+    replay: bool
+    _emit: Callable[[str, Message], None]
+    #: direction(client, server) -> wire_pb2.Direction value, from --local-networks.
+    direction: Callable[[str, str], int]
+    counters: dict[str, int] = field(default_factory=dict)
+    #: The plugin's own state, kept for the life of this sensor (module globals would be shared
+    #: by every sensor in one process).
+    state: dict[str, Any] = field(default_factory=dict)
+    log: logging.Logger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = logging.getLogger(f"net_gazer.plugin.{self.name}")
+
+    def emit(self, message: Message) -> None:
+        self._emit(self.name, message)
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add to a counter of this plugin; counters travel with every batch."""
+        self.counters[key] = self.counters.get(key, 0) + n

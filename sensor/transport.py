@@ -1,0 +1,257 @@
+"""Delivery to the collector: a bounded outbox of unacknowledged envelopes, streamed over gRPC.
+
+- Every data envelope gets the next ``seq`` of this sensor's epoch when it is cut.
+- The streamer keeps one bidirectional stream open. On every (re)connect it sends the hello; the
+  collector answers with the mark it holds for this epoch, and the streamer resends everything
+  after it, in order. Acks trim the outbox.
+- The outbox is bounded. When it is full, the oldest envelopes are dropped and replaced by one
+  ``Gap`` envelope that says which seqs were lost and how many items they held, so the
+  collector's mark can move on and the loss is counted where operators see it.
+- A collector that cannot be reached gets one clear warning, then quiet retries with capped
+  exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+
+from net_gazer import tasks
+from net_gazer.v1 import wire_pb2, wire_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+#: Envelopes sent but not yet acknowledged, at most: bounds what a collector holds for us.
+WINDOW = 64
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def _items(env: wire_pb2.Envelope) -> int:
+    if env.HasField("batch"):
+        return len(env.batch.handshakes) + len(env.batch.extensions)
+    if env.HasField("gap"):
+        return int(env.gap.lost_items)
+    return 0
+
+
+@dataclass
+class OutboxStats:
+    cut: int = 0
+    acked: int = 0
+    dropped_envelopes: int = 0
+    dropped_items: int = 0
+
+
+class Outbox:
+    """Envelopes of one epoch that the collector has not acknowledged yet, in seq order."""
+
+    def __init__(self, sensor_id: str, epoch: str, max_envelopes: int) -> None:
+        self.sensor_id = sensor_id
+        self.epoch = epoch
+        self.max_envelopes = max_envelopes
+        self.next_seq = 1
+        self.acked_seq = 0
+        self.pending: deque[wire_pb2.Envelope] = deque()
+        self.stats = OutboxStats()
+        self.changed = asyncio.Event()  # something new to send, or an ack arrived
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    @property
+    def full(self) -> bool:
+        return len(self.pending) >= self.max_envelopes
+
+    def add(self, batch: wire_pb2.Batch) -> wire_pb2.Envelope:
+        env = wire_pb2.Envelope(
+            sensor_id=self.sensor_id, epoch=self.epoch, seq=self.next_seq, sent_at=time.time()
+        )
+        env.batch.CopyFrom(batch)
+        self.next_seq += 1
+        self.stats.cut += 1
+        while len(self.pending) >= self.max_envelopes:
+            self._drop_oldest("the sensor's buffer was full (collector unreachable or slow)")
+        self.pending.append(env)
+        self.changed.set()
+        return env
+
+    def _drop_oldest(self, reason: str) -> None:
+        """Fold the two oldest envelopes into one Gap envelope (the bound stays exact)."""
+        first = self.pending.popleft()
+        dropped = [first, self.pending.popleft()] if self.pending else [first]
+        last = dropped[-1]
+        gap = wire_pb2.Envelope(
+            sensor_id=self.sensor_id, epoch=self.epoch, seq=last.seq, sent_at=time.time()
+        )
+        gap.gap.first_seq = first.gap.first_seq if first.HasField("gap") else first.seq
+        gap.gap.lost_envelopes = sum(
+            e.gap.lost_envelopes if e.HasField("gap") else 1 for e in dropped
+        )
+        gap.gap.lost_items = sum(_items(e) for e in dropped)
+        gap.gap.reason = reason
+        for e in dropped:
+            if not e.HasField("gap"):
+                self.stats.dropped_envelopes += 1
+                self.stats.dropped_items += _items(e)
+        self.pending.appendleft(gap)
+
+    def ack(self, seq: int) -> None:
+        if seq <= self.acked_seq:
+            return
+        self.acked_seq = seq
+        while self.pending and self.pending[0].seq <= seq:
+            self.pending.popleft()
+            self.stats.acked += 1
+        self.changed.set()
+
+    @property
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+
+class Streamer:
+    """Keeps the stream to the collector alive and the outbox flowing."""
+
+    def __init__(
+        self,
+        target: str,
+        outbox: Outbox,
+        hello: Callable[[], wire_pb2.Hello],
+        *,
+        backoff_min: float = 0.2,
+        backoff_max: float = 15.0,
+    ) -> None:
+        self.target = target
+        self.outbox = outbox
+        self.hello = hello
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.last_error = ""
+        self._warned = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = tasks.spawn(self._run(), name="collector-stream")
+
+    async def stop(self) -> None:
+        await tasks.cancel(self._task)
+
+    async def _run(self) -> None:
+        delay = self.backoff_min
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                self._report(f"{exc.code().name}: {exc.details()}")
+            except (OSError, grpc.RpcError) as exc:
+                self._report(repr(exc))
+            except Exception as exc:  # a bug must not end delivery: log it and reconnect
+                log.exception("unexpected error in the collector stream")
+                self._report(repr(exc))
+            self.connected.clear()
+            if time.monotonic() - started > 10:
+                delay = self.backoff_min  # it was up for a while: start over
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.backoff_max)
+            self.reconnects += 1
+
+    def _report(self, error: str) -> None:
+        self.last_error = error
+        if not self._warned:
+            log.warning(
+                "cannot deliver to the collector at %s (%s); capturing on and buffering up to %d "
+                "batches, retrying with backoff",
+                self.target,
+                error,
+                self.outbox.max_envelopes,
+            )
+            self._warned = True
+        else:
+            log.debug("collector %s: %s", self.target, error)
+
+    async def _session(self) -> None:
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.enable_retries", 0),
+        ]
+        async with grpc.aio.insecure_channel(self.target, options=options) as channel:
+            stub = wire_pb2_grpc.IngestStub(channel)
+            call = stub.Stream()
+            outbox = self.outbox
+            hello = wire_pb2.Envelope(
+                sensor_id=outbox.sensor_id, epoch=outbox.epoch, seq=0, sent_at=time.time()
+            )
+            hello.hello.CopyFrom(self.hello())
+            await call.write(hello)
+            first = await call.read()
+            if first is grpc.aio.EOF:
+                raise OSError("the collector closed the stream after the hello")
+            assert isinstance(first, wire_pb2.Ack)
+            outbox.ack(first.acked_seq)
+            self.connected.set()
+            if self._warned:
+                log.warning(
+                    "collector %s reachable again; resending %d batches", self.target, len(outbox)
+                )
+                self._warned = False
+            else:
+                log.info("connected to collector %s (mark %d)", self.target, first.acked_seq)
+            reader = tasks.spawn(self._read_acks(call), name="collector-acks")
+            try:
+                await self._send(call, outbox, reader)
+            finally:
+                await tasks.cancel(reader)
+                call.cancel()
+
+    async def _read_acks(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+        while True:
+            ack = await call.read()
+            if ack is grpc.aio.EOF:
+                return
+            assert isinstance(ack, wire_pb2.Ack)
+            if ack.epoch == self.outbox.epoch:
+                self.outbox.ack(ack.acked_seq)
+
+    async def _send(
+        self,
+        call: grpc.aio.StreamStreamCall,  # type: ignore[type-arg]
+        outbox: Outbox,
+        reader: asyncio.Task[None],
+    ) -> None:
+        sent = outbox.acked_seq
+        while True:
+            if reader.done():
+                reader.result()  # re-raises the stream's error
+                raise OSError("the collector ended the stream")
+            outbox.changed.clear()
+            for env in list(outbox.pending):
+                if env.seq <= sent:
+                    continue
+                if env.seq - outbox.acked_seq > WINDOW:
+                    break
+                await call.write(env)
+                sent = env.seq
+            waiter = asyncio.ensure_future(outbox.changed.wait())
+            done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter not in done:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
