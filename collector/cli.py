@@ -157,7 +157,7 @@ async def serve(cfg: Any, url: str) -> int:
         )
     except OSError as exc:
         raise UserError(f"cannot serve the viewer on {cfg.http}: {exc.strerror}") from None
-    web_port = int(web.effective_port)  # type: ignore[union-attr]
+    web_port = int(web.effective_port)
     web_thread = threading.Thread(target=web.run, name="waitress", daemon=True)
     await server.start()
     web_thread.start()

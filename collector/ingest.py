@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
@@ -28,6 +29,9 @@ from net_gazer.v1 import wire_pb2, wire_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_ID = 128
+
+if TYPE_CHECKING:
+    Context = grpc.aio.ServicerContext[wire_pb2.Envelope, wire_pb2.Ack]
 
 #: Fault injection for the crash tests: SIGKILL this process right after the Nth applied batch,
 #: before its ack is sent. Only read from the environment; never set it in production.
@@ -56,9 +60,7 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         kill = os.environ.get(FAULT_KILL_AFTER, "")
         self._kill_after = int(kill) if kill.isdigit() else 0
 
-    async def _reject(
-        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, why: str
-    ) -> None:  # type: ignore[type-arg]
+    async def _reject(self, context: Context, code: grpc.StatusCode, why: str) -> None:
         self.stats.rejected += 1
         log.warning("rejected a sensor stream from %s: %s", context.peer(), why)
         await context.abort(code, why)
@@ -66,7 +68,7 @@ class IngestService(wire_pb2_grpc.IngestServicer):
     async def Stream(
         self,
         request_iterator: AsyncIterator[wire_pb2.Envelope],
-        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        context: Context,
     ) -> AsyncIterator[wire_pb2.Ack]:
         self.stats.streams += 1
         self.stats.active += 1
@@ -79,7 +81,7 @@ class IngestService(wire_pb2_grpc.IngestServicer):
     async def _stream(
         self,
         request_iterator: AsyncIterator[wire_pb2.Envelope],
-        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        context: Context,
     ) -> AsyncIterator[wire_pb2.Ack]:
         first = await anext(aiter(request_iterator), None)
         if first is None:

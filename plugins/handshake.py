@@ -222,7 +222,7 @@ def ng_graph_writes(
     rows: dict[tuple[str, str, int], dict[str, Any]] = {}
     hosts: list[tuple[str, float]] = []
     for h in batch.handshakes:
-        row = {
+        row: dict[str, Any] = {
             "c": h.client,
             "s": h.server,
             "cs": scope_of(h.client, sensor.site),
@@ -247,7 +247,7 @@ def ng_graph_writes(
             "cmax": h.client_rtt.max_ms,
             "cn": h.client_rtt.samples,
         }
-        key = (row["c"], row["s"], row["dport"])
+        key = (h.client, h.server, h.dport)
         if key in rows:
             _merge_into(rows[key], row)
         else:

@@ -8,5 +8,5 @@ py=${PYTHON:-python3}
 mkdir -p "$out"
 cd "$here/proto"
 "$py" -m grpc_tools.protoc -I. \
-  --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" \
+  --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" --mypy_grpc_out="$out" \
   net_gazer/v1/wire.proto

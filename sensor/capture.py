@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ Frames = list[tuple[float, bytes]]
 
 
 def permission_hint(what: str) -> str:
-    python = shutil.which("python3") or "python3"
+    python = sys.executable or "python3"
     return (
         f"capturing on {what} needs CAP_NET_RAW and CAP_NET_ADMIN: run as root, use the "
         f"net-gazer-sensor systemd unit, or grant them with "

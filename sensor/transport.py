@@ -30,6 +30,8 @@ from net_gazer.v1 import wire_pb2, wire_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # the stubs lack the sentinel
+
 #: Envelopes sent but not yet acknowledged, at most: bounds what a collector holds for us.
 WINDOW = 64
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -194,7 +196,7 @@ class Streamer:
         ]
         async with grpc.aio.insecure_channel(self.target, options=options) as channel:
             stub = wire_pb2_grpc.IngestStub(channel)
-            call = stub.Stream()
+            call = stub.Stream()  # type: ignore[call-arg]  # aio: read/write style, no iterator
             outbox = self.outbox
             hello = wire_pb2.Envelope(
                 sensor_id=outbox.sensor_id, epoch=outbox.epoch, seq=0, sent_at=time.time()
@@ -202,7 +204,7 @@ class Streamer:
             hello.hello.CopyFrom(self.hello())
             await call.write(hello)
             first = await call.read()
-            if first is grpc.aio.EOF:
+            if first is EOF:
                 raise OSError("the collector closed the stream after the hello")
             assert isinstance(first, wire_pb2.Ack)
             outbox.ack(first.acked_seq)
@@ -224,7 +226,7 @@ class Streamer:
     async def _read_acks(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         while True:
             ack = await call.read()
-            if ack is grpc.aio.EOF:
+            if ack is EOF:
                 return
             assert isinstance(ack, wire_pb2.Ack)
             if ack.epoch == self.outbox.epoch:

@@ -1,0 +1,104 @@
+# net-gazer dev loop. `make` (or `make help`) lists the targets.
+#
+# Everything runs from the project venv (.venv); `make deps` creates it and installs the Debian
+# packages the sensor and the tests need. Warm, `make deps` only checks and returns.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+# The interpreter the venv is created from (3.11+, see pyproject.toml).
+PYTHON3 ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Where `make run` keeps the collector's data and log.
+RUN_DIR ?= .run
+# `make run IFACE=eth0` captures on a real interface instead of replaying the sample pcap.
+IFACE ?=
+
+# Debian packages: libpcap for pypcap, tshark/tcpdump for test references, iproute2/ethtool/
+# iptables for the namespace lab, traceroute/scamper as reference tracers, procps for ps/sysctl,
+# docker-compose to validate docker-compose.yml (no engine needed), util-linux for setpriv.
+APT_PACKAGES := libpcap-dev tshark tcpdump iproute2 ethtool iptables traceroute scamper procps \
+	docker-compose util-linux
+
+.PHONY: help deps apt-deps venv proto lint typecheck test run bench clean distclean
+
+help: ## Show this list of targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+deps: apt-deps venv ## Install Debian packages (root) and the venv with the dev extras; quick when done.
+
+# apt-get runs only when a package is missing, so a warm `make deps` needs neither root nor network.
+apt-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+		[[ "$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null)" == "install ok installed" ]] \
+			|| missing+=" $$p"; \
+	done; \
+	if [[ -z "$$missing" ]]; then exit 0; fi; \
+	if [[ "$$(id -u)" -ne 0 ]]; then \
+		echo "Missing Debian packages:$$missing; run 'sudo make deps' once to install them." >&2; \
+		exit 1; \
+	fi; \
+	echo "Installing Debian packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections; \
+	apt-get update -q; \
+	apt-get install -y -q --no-install-recommends $$missing
+
+# The venv is created once; the editable install reruns whenever pyproject.toml changes.
+# Ordered after apt-deps (pypcap compiles against libpcap-dev), also under `make -j`.
+venv: $(STAMP)
+
+$(PY): | apt-deps
+	$(PYTHON3) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | apt-deps $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
+
+proto: venv ## Regenerate proto/net_gazer/v1/wire_pb2*.py(i) from the .proto sources.
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" scripts/gen_proto.sh
+
+# .typecheck holds symlinks to the sources: excluded here too, not only through .gitignore.
+lint: venv ## ruff check and ruff format --check.
+	$(VENV)/bin/ruff check --extend-exclude .typecheck .
+	$(VENV)/bin/ruff format --check --extend-exclude .typecheck .
+
+# mypy cannot follow setuptools' editable package-dir mapping, so it checks a symlink farm that
+# has the installed layout. Rebuilt every time so that new modules appear.
+typecheck: venv ## mypy --strict on the net_gazer package (through the .typecheck symlink farm).
+	rm -rf .typecheck
+	mkdir -p .typecheck/net_gazer
+	for f in net_gazer/*.py; do ln -s "../../$$f" .typecheck/net_gazer/; done
+	ln -s ../../sensor .typecheck/net_gazer/sensor
+	ln -s ../../plugins .typecheck/net_gazer/plugins
+	ln -s ../../collector .typecheck/net_gazer/collector
+	ln -s ../../proto/net_gazer/v1 .typecheck/net_gazer/v1
+	MYPYPATH=.typecheck $(VENV)/bin/mypy -p net_gazer
+
+# Tests need root (namespaces, capture); CI runs as root.
+test: deps lint typecheck ## Lint, typecheck, then the whole pytest suite (needs root).
+	$(PY) -m pytest -q -p no:cacheprovider
+
+run: deps ## Demo: collector + sensor replaying a sample pcap; `make run IFACE=eth0` for live capture.
+	RUN_DIR='$(RUN_DIR)' IFACE='$(IFACE)' VENV='$(VENV)' bash scripts/run-demo.sh
+
+bench: venv ## Run every bench/bench_*.py.
+	@shopt -s nullglob; benches=(bench/bench_*.py); \
+	if (( $${#benches[@]} == 0 )); then echo "No benchmarks in bench/."; exit 0; fi; \
+	for b in "$${benches[@]}"; do echo "== $$b"; $(PY) "$$b"; done
+
+clean: ## Remove .run, .typecheck, build artefacts and caches (keeps the venv).
+	rm -rf .run .typecheck build dist ./*.egg-info .pytest_cache .mypy_cache .ruff_cache \
+		.hypothesis .ci-artifacts
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -path ./node_modules -prune \
+		-o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove the venv too.
+	rm -rf $(VENV)

@@ -1,0 +1,452 @@
+"""Turn one captured frame into a :class:`~net_gazer.sensor.packet.TcpSegment`.
+
+Two decoders with one contract:
+
+- :func:`decode` is the fast path that runs on every captured packet. It reads fixed offsets with
+  ``struct.unpack_from`` and byte indexing, and allocates nothing but the result (plus the packed
+  addresses and option bytes that the result holds).
+- :func:`decode_dpkt` is the reference built on dpkt. Tests check that both agree on every valid
+  frame; the fast path is the one the sensor runs.
+
+The contract, for every link type in ``SUPPORTED_LINKTYPES``:
+
+- a TCP segment over IPv4 or IPv6 returns a ``TcpSegment``;
+- a well-formed frame that is not TCP (ARP, UDP, ICMP, ESP, a non-first fragment, an unknown
+  ethertype or address family) returns ``None``;
+- a truncated link-layer header, or a frame that claims IPv4/IPv6/TCP but is malformed or truncated,
+  raises :class:`~net_gazer.sensor.packet.DecodeError` with a short reason. Nothing else is ever
+  raised, whatever the bytes.
+
+An IPv4 total length or IPv6 payload length of 0 is taken to mean "as captured": Linux reports
+segmentation-offload super-packets (and IPv6 jumbograms) that way, and Wireshark and dpkt read them
+the same way.
+
+The link type itself is checked once, when a capture is opened, with :func:`check_linktype`;
+:func:`decode` assumes a supported one.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import dpkt
+
+from .packet import (
+    DLT_EN10MB,
+    DLT_IPV4,
+    DLT_IPV6,
+    DLT_LINUX_SLL,
+    DLT_LINUX_SLL2,
+    DLT_NULL,
+    DLT_RAW,
+    DLT_RAW_BSD,
+    IPPROTO_TCP,
+    LINKTYPE_RAW,
+    SUPPORTED_LINKTYPES,
+    DecodeError,
+    TcpSegment,
+)
+
+__all__ = ["check_linktype", "decode", "decode_dpkt"]
+
+# --- Link layer ---------------------------------------------------------------------------------
+ETH_HLEN = 14  # IEEE 802.3 clause 3.1: destination(6) source(6) EtherType/length(2)
+ETH_TYPE_OFF = 12
+ETH_MAX_LENGTH = 1500  # IEEE 802.3 clause 3.2.6: values up to 1500 are a length (802.2 LLC follows)
+ETH_P_IP = 0x0800  # RFC 894: IPv4 over Ethernet
+ETH_P_IPV6 = 0x86DD  # RFC 2464: IPv6 over Ethernet
+ETH_P_8021Q = 0x8100  # IEEE 802.1Q customer VLAN tag (C-tag)
+ETH_P_8021AD = 0x88A8  # IEEE 802.1ad service VLAN tag (S-tag, QinQ)
+ETH_P_QINQ1 = 0x9100  # pre-standard QinQ S-tag (vendor practice)
+ETH_P_QINQ2 = 0x9200  # pre-standard QinQ S-tag (vendor practice; dpkt also peels it)
+VLAN_TPIDS = frozenset({ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1, ETH_P_QINQ2})
+VLAN_TAG_LEN = 4  # IEEE 802.1Q clause 9.3: TCI(2) then the next EtherType(2)
+
+# Linux cooked captures, https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL.html and _SLL2.html
+SLL_HLEN = 16  # pkttype(2) hatype(2) halen(2) addr(8) protocol(2)
+SLL_PROTO_OFF = 14
+SLL2_HLEN = 20  # protocol(2) reserved(2) if_index(4) hatype(2) pkttype(1) halen(1) addr(8)
+SLL2_IFINDEX_OFF = 4
+PACKET_OUTGOING = 4  # linux/if_packet.h: the packet was sent by this host
+SLL_OUTGOING_BIT = 1 << 31  # iface discriminator bit for an SLL (v1) outgoing copy
+IFACE_SHIFT = 32  # the capture index sits above the 32-bit SLL/SLL2 discriminator
+
+# BSD loopback (DLT_NULL), https://www.tcpdump.org/linktypes/LINKTYPE_NULL.html: a 4-byte address
+# family in the byte order of the host that wrote the capture.
+NULL_HLEN = 4
+BSD_AF_INET = 2
+BSD_AF_INET6 = frozenset({24, 28, 30})  # NetBSD/OpenBSD/BSD-OS, FreeBSD/DragonFly, Darwin
+
+# --- Network layer -------------------------------------------------------------------------------
+IPV4_MIN_HLEN = 20  # RFC 791 section 3.1: IHL >= 5 32-bit words
+IPV4_OFFMASK = 0x1FFF  # RFC 791 section 3.1: fragment offset, low 13 bits of flags/offset
+IPV6_HLEN = 40  # RFC 8200 section 3
+IPPROTO_HOPOPTS = 0  # RFC 8200 section 4.3: hop-by-hop options
+IPPROTO_ROUTING = 43  # RFC 8200 section 4.4: routing header
+IPPROTO_FRAGMENT = 44  # RFC 8200 section 4.5: fragment header
+IPPROTO_ESP = 50  # RFC 4303: encapsulating security payload (opaque: never TCP we can read)
+IPPROTO_AH = 51  # RFC 4302 section 2.2: payload length in 4-octet units, minus 2
+IPPROTO_NONE = 59  # RFC 8200 section 4.7: no next header
+IPPROTO_DSTOPTS = 60  # RFC 8200 section 4.6: destination options
+_IPV6_OPTS_LIKE = frozenset({IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, IPPROTO_ROUTING})  # (len + 1) * 8
+IPV6_FRAG_HLEN = 8  # RFC 8200 section 4.5
+IPV6_FRAG_OFFMASK = 0xFFF8  # RFC 8200 section 4.5: offset, high 13 bits of the 16-bit word
+
+# --- Transport layer -----------------------------------------------------------------------------
+TCP_MIN_HLEN = 20  # RFC 9293 section 3.1: data offset >= 5 32-bit words
+
+# Precompiled layouts (network byte order).
+# IPv4: ver/IHL, TOS, total length, id, flags/offset, TTL, protocol, checksum, src, dst.
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+# IPv6: version/class/flow, payload length, next header, hop limit, src, dst.
+_IPV6 = struct.Struct("!IHBB16s16s")
+# TCP: sport, dport, seq, ack, data offset byte, flags byte, window.
+_TCP = struct.Struct("!HHIIBBH")
+
+
+def check_linktype(linktype: int) -> None:
+    """Raise ``ValueError`` unless :func:`decode` supports ``linktype`` (a DLT/LINKTYPE value)."""
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise ValueError(
+            f"unsupported link type {linktype}: net-gazer reads Ethernet, Linux cooked (SLL, "
+            "SLL2), raw IP and BSD loopback captures; capture on an interface of one of those kinds"
+        )
+
+
+def decode(linktype: int, ts: float, buf: bytes, iface: int = 0) -> TcpSegment | None:
+    """Decode one frame of ``linktype`` captured at ``ts`` on capture ``iface``.
+
+    Returns the TCP segment, ``None`` for a frame that is not TCP over IP, and raises
+    :class:`DecodeError` (only that) for a malformed one. See the module docstring.
+    """
+    try:
+        n = len(buf)
+        if linktype == DLT_EN10MB:
+            if n < ETH_HLEN:
+                raise DecodeError("truncated Ethernet header")
+            etype = buf[ETH_TYPE_OFF] << 8 | buf[ETH_TYPE_OFF + 1]
+            off = ETH_HLEN
+        elif linktype == DLT_LINUX_SLL2:
+            if n < SLL2_HLEN:
+                raise DecodeError("truncated Linux SLL2 header")
+            etype = buf[0] << 8 | buf[1]
+            iface = (iface << IFACE_SHIFT) | int.from_bytes(
+                buf[SLL2_IFINDEX_OFF : SLL2_IFINDEX_OFF + 4], "big"
+            )
+            off = SLL2_HLEN
+        elif linktype == DLT_LINUX_SLL:
+            if n < SLL_HLEN:
+                raise DecodeError("truncated Linux SLL header")
+            etype = buf[SLL_PROTO_OFF] << 8 | buf[SLL_PROTO_OFF + 1]
+            outgoing = (buf[0] << 8 | buf[1]) == PACKET_OUTGOING
+            iface = (iface << IFACE_SHIFT) | (SLL_OUTGOING_BIT if outgoing else 0)
+            off = SLL_HLEN
+        elif linktype == DLT_NULL:
+            if n < NULL_HLEN:
+                raise DecodeError("truncated loopback header")
+            family = int.from_bytes(buf[:NULL_HLEN], "little")
+            if family > 0xFFFF:  # written by a host of the other byte order
+                family = int.from_bytes(buf[:NULL_HLEN], "big")
+            if family == BSD_AF_INET:
+                return _ipv4(ts, iface, buf, NULL_HLEN, n)
+            if family in BSD_AF_INET6:
+                return _ipv6(ts, iface, buf, NULL_HLEN, n)
+            return None
+        elif linktype in (DLT_RAW, LINKTYPE_RAW, DLT_RAW_BSD, DLT_IPV4, DLT_IPV6):
+            if n == 0:
+                raise DecodeError("empty raw IP packet")
+            version = buf[0] >> 4
+            if version == 4 and linktype != DLT_IPV6:
+                return _ipv4(ts, iface, buf, 0, n)
+            if version == 6 and linktype != DLT_IPV4:
+                return _ipv6(ts, iface, buf, 0, n)
+            raise DecodeError("bad IP version")
+        else:
+            check_linktype(linktype)  # raises ValueError for an unsupported one
+            raise AssertionError(f"link type {linktype} is supported but not decoded")
+
+        # Ethernet, SLL and SLL2 carry an EtherType; any number of VLAN tags may follow it.
+        while etype in VLAN_TPIDS:
+            if n < off + VLAN_TAG_LEN:
+                raise DecodeError("truncated VLAN tag")
+            etype = buf[off + 2] << 8 | buf[off + 3]
+            off += VLAN_TAG_LEN
+        if etype == ETH_P_IP:
+            return _ipv4(ts, iface, buf, off, n)
+        if etype == ETH_P_IPV6:
+            return _ipv6(ts, iface, buf, off, n)
+        return None
+    except (struct.error, IndexError) as exc:  # a length check above has a hole: still malformed
+        raise DecodeError(f"truncated frame ({exc})") from None
+
+
+def _ipv4(ts: float, iface: int, buf: bytes, off: int, n: int) -> TcpSegment | None:
+    if n - off < IPV4_MIN_HLEN:
+        raise DecodeError("truncated IPv4 header")
+    vihl, _tos, total, ip_id, frag, ttl, proto, _sum, src, dst = _IPV4.unpack_from(buf, off)
+    if vihl >> 4 != 4:
+        raise DecodeError("bad IP version")
+    ihl = (vihl & 0x0F) << 2
+    if ihl < IPV4_MIN_HLEN:
+        raise DecodeError("IPv4 IHL < 5")
+    if n - off < ihl:
+        raise DecodeError("truncated IPv4 options")
+    if total == 0:  # segmentation offload: the length is what was captured
+        total = n - off
+    elif total < ihl:
+        raise DecodeError("IPv4 total length < header length")
+    if proto != IPPROTO_TCP or frag & IPV4_OFFMASK:
+        return None
+    return _tcp(ts, iface, 4, src, dst, ttl, ip_id, buf, off + ihl, total - ihl, n)
+
+
+def _ipv6(ts: float, iface: int, buf: bytes, off: int, n: int) -> TcpSegment | None:
+    if n - off < IPV6_HLEN:
+        raise DecodeError("truncated IPv6 header")
+    vcf, plen, nxt, hlim, src, dst = _IPV6.unpack_from(buf, off)
+    if vcf >> 28 != 6:
+        raise DecodeError("bad IP version")
+    p = off + IPV6_HLEN
+    end = p + (plen or n - p)  # 0: jumbogram or segmentation offload, the length is as captured
+    while nxt != IPPROTO_TCP:
+        if nxt in _IPV6_OPTS_LIKE:
+            if n < p + 2:
+                raise DecodeError("truncated IPv6 extension header")
+            hlen = (buf[p + 1] + 1) << 3  # RFC 8200 section 4.3: 8-octet units, minus 1
+        elif nxt == IPPROTO_FRAGMENT:
+            if n < p + IPV6_FRAG_HLEN:
+                raise DecodeError("truncated IPv6 fragment header")
+            if (buf[p + 2] << 8 | buf[p + 3]) & IPV6_FRAG_OFFMASK:
+                return None  # a non-first fragment: no TCP header here
+            hlen = IPV6_FRAG_HLEN
+        elif nxt == IPPROTO_AH:
+            if n < p + 2:
+                raise DecodeError("truncated IPv6 AH header")
+            hlen = (buf[p + 1] + 2) << 2
+        else:  # ESP, no next header, UDP, ICMPv6, ...
+            return None
+        nxt = buf[p]
+        p += hlen
+        if p > end:
+            raise DecodeError("IPv6 extension headers run past the payload length")
+    return _tcp(ts, iface, 6, src, dst, hlim, 0, buf, p, end - p, n)
+
+
+def _tcp(
+    ts: float,
+    iface: int,
+    family: int,
+    src: bytes,
+    dst: bytes,
+    ttl: int,
+    ip_id: int,
+    buf: bytes,
+    off: int,
+    avail: int,
+    n: int,
+) -> TcpSegment:
+    """Decode the TCP header at ``off``; ``avail`` is the IP payload length the IP header claims."""
+    if avail < TCP_MIN_HLEN:
+        raise DecodeError("IP payload shorter than a TCP header")
+    if n - off < TCP_MIN_HLEN:
+        raise DecodeError("truncated TCP header")
+    sport, dport, seq, ack, doff, flags, window = _TCP.unpack_from(buf, off)
+    thl = (doff >> 4) << 2
+    if thl < TCP_MIN_HLEN:
+        raise DecodeError("TCP data offset < 5")
+    if thl > avail:
+        raise DecodeError("TCP header longer than the IP payload")
+    if n - off < thl:
+        raise DecodeError("truncated TCP options")
+    return TcpSegment(
+        ts,
+        iface,
+        family,
+        src,
+        dst,
+        sport,
+        dport,
+        seq,
+        ack,
+        flags,
+        window,
+        avail - thl,
+        buf[off + TCP_MIN_HLEN : off + thl],
+        ttl,
+        ip_id,
+    )
+
+
+# --- Reference decoder ---------------------------------------------------------------------------
+#
+# dpkt parses every header here; this code only chooses the layering, for two reasons. dpkt's
+# automatic decoding peels at most two VLAN tags (the inner one only if it is 0x8100), and its IPv6
+# decoding fails with AttributeError on a fragment header followed by another extension header (a
+# legal order: RFC 8200 section 4.1 puts AH after Fragment). So the link layers and IPv6 are
+# unpacked one header at a time with dpkt's header classes, and IPv4 (and TCP inside it) with
+# dpkt.ip.IP itself.
+
+
+def decode_dpkt(linktype: int, ts: float, buf: bytes, iface: int = 0) -> TcpSegment | None:
+    """The reference decoder, built on dpkt: the same contract as :func:`decode`.
+
+    It agrees with :func:`decode` on every valid frame. On malformed frames it raises
+    :class:`DecodeError` for what it detects, which need not be exactly the frames :func:`decode`
+    rejects (dpkt is lenient by design; the checks here add what the contract requires).
+    """
+    try:
+        return _decode_dpkt(linktype, ts, buf, iface)
+    except DecodeError:
+        raise
+    except (dpkt.Error, struct.error, IndexError, KeyError, AttributeError, ValueError) as exc:
+        raise DecodeError(f"malformed frame (dpkt: {type(exc).__name__}: {exc})") from None
+
+
+def _header(cls: Any, buf: bytes) -> Any:
+    """Unpack only the fixed header of dpkt packet class ``cls``; ``.data`` is the rest."""
+    pkt = cls.__new__(cls)
+    dpkt.Packet.unpack(pkt, buf)
+    return pkt
+
+
+def _decode_dpkt(linktype: int, ts: float, buf: bytes, iface: int) -> TcpSegment | None:
+    if linktype == DLT_EN10MB:
+        eth = _header(dpkt.ethernet.Ethernet, buf)
+        if eth.type <= ETH_MAX_LENGTH:
+            return None  # 802.3 length: LLC/SNAP, not IP
+        etype, off = eth.type, ETH_HLEN
+    elif linktype == DLT_LINUX_SLL:
+        sll = _header(dpkt.sll.SLL, buf)
+        etype, off = sll.ethtype, SLL_HLEN
+        iface = (iface << IFACE_SHIFT) | (SLL_OUTGOING_BIT if sll.type == PACKET_OUTGOING else 0)
+    elif linktype == DLT_LINUX_SLL2:
+        sll2 = _header(dpkt.sll2.SLL2, buf)
+        etype, off = sll2.ethtype, SLL2_HLEN
+        iface = (iface << IFACE_SHIFT) | (sll2.intindex & 0xFFFFFFFF)
+    elif linktype == DLT_NULL:
+        family = _header(dpkt.loopback.Loopback, buf).family  # host order, as dpkt reads it
+        if family in (BSD_AF_INET, BSD_AF_INET << 24):  # either writer byte order
+            etype = ETH_P_IP
+        elif family in BSD_AF_INET6 or (family >> 24 in BSD_AF_INET6 and not family & 0xFFFFFF):
+            etype = ETH_P_IPV6
+        else:
+            return None
+        off = NULL_HLEN
+    elif linktype in (DLT_RAW, LINKTYPE_RAW, DLT_RAW_BSD, DLT_IPV4, DLT_IPV6):
+        if not buf:
+            raise DecodeError("empty raw IP packet")
+        version = _header(dpkt.ip.IP, buf).v
+        if version == 4 and linktype != DLT_IPV6:
+            etype = ETH_P_IP
+        elif version == 6 and linktype != DLT_IPV4:
+            etype = ETH_P_IPV6
+        else:
+            raise DecodeError("bad IP version")
+        off = 0
+    else:
+        check_linktype(linktype)
+        raise AssertionError(f"link type {linktype} is supported but not decoded")
+
+    while etype in VLAN_TPIDS:
+        tag = _header(dpkt.ethernet.VLANtag8021Q, buf[off:])
+        etype, off = tag.type, off + VLAN_TAG_LEN
+    if etype == ETH_P_IP:
+        return _dpkt_ipv4(ts, iface, buf[off:])
+    if etype == ETH_P_IPV6:
+        return _dpkt_ipv6(ts, iface, buf[off:])
+    return None
+
+
+def _dpkt_ipv4(ts: float, iface: int, net: bytes) -> TcpSegment | None:
+    hdr = _header(dpkt.ip.IP, net)
+    if hdr.v != 4:
+        raise DecodeError("bad IP version")
+    # dpkt.ip.IP decodes TCP too (and rejects IHL < 5 itself); anything else gets header checks.
+    ip = dpkt.ip.IP(net) if hdr.p == IPPROTO_TCP and not hdr.offset else hdr
+    ihl = ip.hl * 4
+    if ihl < IPV4_MIN_HLEN:
+        raise DecodeError("IPv4 IHL < 5")
+    if len(net) < ihl:
+        raise DecodeError("truncated IPv4 options")
+    total = ip.len or len(net)
+    if total < ihl:
+        raise DecodeError("IPv4 total length < header length")
+    if ip is hdr:
+        return None
+    return _dpkt_tcp(
+        ts=ts,
+        iface=iface,
+        family=4,
+        src=ip.src,
+        dst=ip.dst,
+        ttl=ip.ttl,
+        ip_id=ip.id,
+        data=ip.data,
+        avail=total - ihl,
+    )
+
+
+def _dpkt_ipv6(ts: float, iface: int, net: bytes) -> TcpSegment | None:
+    ip6 = _header(dpkt.ip6.IP6, net)
+    if ip6.v != 6:
+        raise DecodeError("bad IP version")
+    rest = ip6.data[: ip6.plen] if ip6.plen else ip6.data  # 0: jumbogram or offload, as captured
+    avail = len(rest) if ip6.plen == 0 else ip6.plen
+    nxt = ip6.nxt
+    while nxt != IPPROTO_TCP:
+        if nxt not in dpkt.ip6.EXT_HDRS_CLS or nxt == IPPROTO_ESP:
+            return None
+        ext = dpkt.ip6.EXT_HDRS_CLS[nxt](rest)
+        if nxt == IPPROTO_FRAGMENT and ext.frag_off:
+            return None
+        if ext.length > len(rest):
+            raise DecodeError("IPv6 extension headers run past the payload length")
+        rest, avail, nxt = rest[ext.length :], avail - ext.length, ext.nxt
+    return _dpkt_tcp(
+        ts=ts,
+        iface=iface,
+        family=6,
+        src=ip6.src,
+        dst=ip6.dst,
+        ttl=ip6.hlim,
+        ip_id=0,
+        data=rest,
+        avail=avail,
+    )
+
+
+def _dpkt_tcp(
+    *,
+    ts: float,
+    iface: int,
+    family: int,
+    src: bytes,
+    dst: bytes,
+    ttl: int,
+    ip_id: int,
+    data: object,
+    avail: int,
+) -> TcpSegment:
+    # dpkt slices the IP payload to the IP length, so a too-short payload fails to parse here.
+    tcp = data if isinstance(data, dpkt.tcp.TCP) else dpkt.tcp.TCP(data)
+    thl = tcp.off * 4
+    if len(tcp.opts) < thl - TCP_MIN_HLEN or avail < thl:
+        raise DecodeError("truncated TCP options")
+    return TcpSegment(
+        ts=ts,
+        iface=iface,
+        family=family,
+        src=bytes(src),
+        dst=bytes(dst),
+        sport=tcp.sport,
+        dport=tcp.dport,
+        seq=tcp.seq,
+        ack=tcp.ack,
+        flags=tcp.flags & 0xFF,
+        window=tcp.win,
+        payload_len=avail - thl,
+        options=bytes(tcp.opts),
+        ttl=ttl,
+        ip_id=ip_id,
+    )
