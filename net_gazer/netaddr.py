@@ -98,7 +98,8 @@ def interface_addresses(names: Iterable[str] | None = None) -> dict[str, list[IP
 
 
 def interface_hosts(names: Iterable[str]) -> list[str]:
-    """The host addresses (no prefix) of the named interfaces."""
+    """The host addresses (no prefix) of the named interfaces, without link-local ones: those
+    never start a traced path."""
     ip = shutil.which("ip")
     if ip is None:
         return []
@@ -111,7 +112,7 @@ def interface_hosts(names: Iterable[str]) -> list[str]:
         for link in json.loads(out.stdout or "[]")
         if link.get("ifname") in wanted or "any" in wanted
         for a in link.get("addr_info", [])
-        if "local" in a
+        if "local" in a and not ipaddress.ip_address(a["local"]).is_link_local
     ]
 
 
