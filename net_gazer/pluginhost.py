@@ -57,6 +57,8 @@ class _Impl:
     plugin: str
     function: Callable[..., Any]
     info: PluginInfo
+    #: The hook arguments this implementation takes (pluggy lets it take fewer than the spec).
+    argnames: tuple[str, ...] = ()
     consecutive_overruns: int = 0
 
 
@@ -89,7 +91,12 @@ class PluginHost:
         if impls is None:
             caller = getattr(self.pm.hook, hook)
             impls = [
-                _Impl(plugin=i.plugin_name, function=i.function, info=self.infos[i.plugin_name])
+                _Impl(
+                    plugin=i.plugin_name,
+                    function=i.function,
+                    info=self.infos[i.plugin_name],
+                    argnames=tuple(i.argnames),
+                )
                 for i in reversed(caller.get_hookimpls())  # registration order
                 if i.plugin_name in self.infos and not self.infos[i.plugin_name].disabled
             ]
@@ -108,11 +115,12 @@ class PluginHost:
         results: list[tuple[str, Any]] = []
         disable: list[_Impl] = []
         for impl in self.implementations(hook):
-            if ctx is not None:
-                kwargs["ctx"] = ctx(impl.plugin)
+            args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
+            if ctx is not None and "ctx" in impl.argnames:
+                args["ctx"] = ctx(impl.plugin)
             start = time.perf_counter()
             try:
-                result = impl.function(**kwargs)
+                result = impl.function(**args)
             except Exception:
                 impl.info.errors += 1
                 log.exception(

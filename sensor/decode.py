@@ -80,6 +80,8 @@ BSD_AF_INET6 = frozenset({24, 28, 30})  # NetBSD/OpenBSD/BSD-OS, FreeBSD/DragonF
 
 # --- Network layer -------------------------------------------------------------------------------
 IPV4_MIN_HLEN = 20  # RFC 791 section 3.1: IHL >= 5 32-bit words
+IPV4_PROTO_OFF = 9  # RFC 791 section 3.1: the protocol field
+IPV4_VERSION_IHL5 = 0x45  # RFC 791 section 3.1: version 4, IHL 5 (no options), the common case
 IPV4_OFFMASK = 0x1FFF  # RFC 791 section 3.1: fragment offset, low 13 bits of flags/offset
 IPV6_HLEN = 40  # RFC 8200 section 3
 IPPROTO_HOPOPTS = 0  # RFC 8200 section 4.3: hop-by-hop options
@@ -103,6 +105,8 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 # TCP: sport, dport, seq, ack, data offset byte, flags byte, window.
 _TCP = struct.Struct("!HHIIBBH")
+# IPv4 without options, then TCP: the common case in one unpack.
+_IPV4_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBH")
 
 
 def check_linktype(linktype: int) -> None:
@@ -118,7 +122,8 @@ def decode(linktype: int, ts: float, buf: bytes, iface: int = 0) -> TcpSegment |
     """Decode one frame of ``linktype`` captured at ``ts`` on capture ``iface``.
 
     Returns the TCP segment, ``None`` for a frame that is not TCP over IP, and raises
-    :class:`DecodeError` (only that) for a malformed one. See the module docstring.
+    :class:`DecodeError` (only that) for a malformed one. See the module docstring. ``buf`` is
+    ``bytes`` (what pypcap yields), so the segment's addresses and options are ``bytes`` too.
     """
     try:
         n = len(buf)
@@ -182,6 +187,35 @@ def decode(linktype: int, ts: float, buf: bytes, iface: int = 0) -> TcpSegment |
 
 
 def _ipv4(ts: float, iface: int, buf: bytes, off: int, n: int) -> TcpSegment | None:
+    if (
+        n - off >= _IPV4_TCP.size
+        and buf[off] == IPV4_VERSION_IHL5
+        and buf[off + IPV4_PROTO_OFF] == IPPROTO_TCP
+    ):
+        # The common case, no IPv4 options: one unpack for both headers, the checks of _tcp inline.
+        (_, _, total, ip_id, frag, ttl, _, _, src, dst,
+         sport, dport, seq, ack, doff, flags, window) = _IPV4_TCP.unpack_from(buf, off)  # fmt: skip
+        if total == 0:  # segmentation offload: the length is what was captured
+            total = n - off
+        elif total < IPV4_MIN_HLEN:
+            raise DecodeError("IPv4 total length < header length")
+        if frag & IPV4_OFFMASK:
+            return None
+        avail = total - IPV4_MIN_HLEN
+        if avail < TCP_MIN_HLEN:
+            raise DecodeError("IP payload shorter than a TCP header")
+        thl = (doff >> 4) << 2
+        if thl < TCP_MIN_HLEN:
+            raise DecodeError("TCP data offset < 5")
+        if thl > avail:
+            raise DecodeError("TCP header longer than the IP payload")
+        off += IPV4_MIN_HLEN
+        if n - off < thl:
+            raise DecodeError("truncated TCP options")
+        return TcpSegment(
+            ts, iface, 4, src, dst, sport, dport, seq, ack, flags, window, avail - thl,
+            buf[off + TCP_MIN_HLEN : off + thl], ttl, ip_id,
+        )  # fmt: skip
     if n - off < IPV4_MIN_HLEN:
         raise DecodeError("truncated IPv4 header")
     vihl, _tos, total, ip_id, frag, ttl, proto, _sum, src, dst = _IPV4.unpack_from(buf, off)

@@ -274,14 +274,17 @@ class HandshakeTracker:
         return [self._event(Kind.COMPLETED, key, flow, seg.ts, rtt=rtt, client_rtt=client_rtt)]
 
     def _rst(self, seg: TcpSegment) -> list[HandshakeEvent]:
-        # RST from the server in answer to the SYN: refused (RFC 9293 section 3.10.7.1).
+        # RST from the server in answer to the SYN: refused.
         key: FlowKey = (seg.dst, seg.dport, seg.src, seg.sport)
         flow = self._flows.get(key)
         if flow is not None and flow.state is State.SYN_SENT:
             if seg.iface != flow.iface:
                 self.stats.copies_ignored += 1
                 return []
-            if seg.flags & TH_ACK and seg.ack != (flow.client_isn + 1) % SEQ_MOD:
+            # RFC 9293 section 3.10.7.3: in SYN-SENT a reset is acceptable only if its ACK
+            # acknowledges the SYN. A server refusing a SYN sends RST+ACK; a bare RST could be
+            # blind spoofing, and the client ignores it too.
+            if not seg.flags & TH_ACK or seg.ack != (flow.client_isn + 1) % SEQ_MOD:
                 self.stats.unmatched += 1
                 return []
             self._retire(key, flow, seg.ts)
