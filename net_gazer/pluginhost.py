@@ -97,7 +97,9 @@ class PluginHost:
                     info=self.infos[i.plugin_name],
                     argnames=tuple(i.argnames),
                 )
-                for i in reversed(caller.get_hookimpls())  # registration order
+                for i in reversed(
+                    caller.get_hookimpls()
+                )  # pluggy's call order: last registered first
                 if i.plugin_name in self.infos and not self.infos[i.plugin_name].disabled
             ]
             self._impls[hook] = impls

@@ -16,7 +16,8 @@ Rules (RFC 9293 section 3.5 for the handshake itself):
   interfaces (the lan and wan side of one gateway, or NAT'd copies, which keep the client ISN and
   the server endpoint) are ignored, so a flow is counted once.
 - Simultaneous open (both sides send a SYN) completes once, without RTT samples.
-- The table is bounded; when full the oldest entry is evicted (counted).
+- The table is bounded (pending attempts and tombstones, each by ``max_flows``); when full the
+  oldest entry is evicted (counted).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class TrackerStats:
     synack_retransmits: int = 0
     copies_ignored: int = 0
     unmatched: int = 0  # SYN+ACK/ACK/RST that belong to no attempt we saw start
+    tombstones_dropped: int = 0
     events: dict[str, int] = field(default_factory=dict)
 
 
@@ -195,6 +197,7 @@ class HandshakeTracker:
                 # Simultaneous open (RFC 9293 figure 8): both ends sent a SYN. It stays one
                 # attempt, owned by the first SYN's sender, and yields no RTT samples.
                 rflow.simultaneous = True
+                rflow.server_isn = seg.seq  # the peer's ISN, which the client's SYN+ACK acks
                 self._touch(reverse, rflow, seg.ts)
                 return []
         if len(self._flows) >= self.config.max_flows:
@@ -254,6 +257,11 @@ class HandshakeTracker:
         # Each side's SYN+ACK acknowledges the other's SYN. The first one seen completes the
         # handshake: both SYNs crossed and one side has confirmed. No RTT: nothing is a reply.
         if flow.state is State.DONE:
+            return []
+        from_client = seg.src == key[0] and seg.sport == key[1]
+        expected = flow.server_isn if from_client else flow.client_isn
+        if seg.ack != (expected + 1) % SEQ_MOD:
+            self.stats.unmatched += 1
             return []
         self._retire(key, flow, seg.ts)
         return [self._event(Kind.COMPLETED, key, flow, seg.ts)]
@@ -336,7 +344,14 @@ class HandshakeTracker:
         flow.state = State.DONE
         flow.last_ts = max(flow.last_ts, ts)
         del self._flows[key]
-        self._done[key] = flow
+        done = self._done
+        if len(done) >= self.config.max_flows:
+            # Tombstones are bounded too: the oldest goes early (it only absorbs late copies).
+            old_key, old = next(iter(done.items()))
+            del done[old_key]
+            self._drop_isn(old_key, old)
+            self.stats.tombstones_dropped += 1
+        done[key] = flow
 
     def _forget(self, key: FlowKey, flow: _Flow, now: float) -> list[HandshakeEvent]:
         """Drop an entry (pending or tombstone) and return its verdict, if it still had none."""
