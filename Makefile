@@ -25,7 +25,7 @@ IFACE ?=
 APT_PACKAGES := libpcap-dev tshark tcpdump iproute2 ethtool iptables traceroute scamper procps \
 	docker-compose util-linux
 
-.PHONY: help deps apt-deps venv proto lint typecheck test run bench clean distclean
+.PHONY: help deps apt-deps venv proto lint typecheck test run bench certs clean distclean
 
 help: ## Show this list of targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -93,6 +93,13 @@ bench: venv ## Run every bench/bench_*.py.
 	@shopt -s nullglob; benches=(bench/bench_*.py); \
 	if (( $${#benches[@]} == 0 )); then echo "No benchmarks in bench/."; exit 0; fi; \
 	for b in "$${benches[@]}"; do echo "== $$b"; $(PY) "$$b"; done
+
+# `make certs SENSORS="gw1 gw2"`: a small CA, the collector's certificate and one per sensor, in
+# CERTS_DIR (kept out of git). See scripts/make-certs.sh; per-sensor tokens: scripts/make-token.sh.
+CERTS_DIR ?= certs
+SENSORS ?=
+certs: ## Make a small CA: collector and sensor certificates in ./certs (SENSORS="id ...").
+	scripts/make-certs.sh $(CERTS_DIR) $(SENSORS)
 
 clean: ## Remove .run, .typecheck, build artefacts and caches (keeps the venv).
 	rm -rf .run .typecheck build dist ./*.egg-info .pytest_cache .mypy_cache .ruff_cache \

@@ -56,6 +56,20 @@ def parser() -> argparse.ArgumentParser:
         help="allow a non-loopback --listen without TLS and sensor authentication",
     )
     p.add_argument(
+        "--tls-cert", metavar="FILE", help="serve gRPC over TLS with this certificate (PEM)"
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="the TLS certificate's private key (PEM)")
+    p.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require sensor certificates signed by this CA (mutual TLS; identity = certificate CN)",
+    )
+    p.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="per-sensor tokens, lines 'SENSOR_ID SHA256_OF_TOKEN' (scripts/make-token.sh)",
+    )
+    p.add_argument(
         "--ready-file", metavar="FILE", help=argparse.SUPPRESS
     )  # for tests and supervisors
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
@@ -89,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def serve(cfg: Any, url: str) -> int:
+    import grpc
     import grpc.aio
     import redis.exceptions
     from waitress.server import create_server
@@ -116,7 +131,13 @@ async def serve(cfg: Any, url: str) -> int:
     )
     store.enrich = plugins.enrich
     plugins.start()
-    service = IngestService(store, plugins)
+    from net_gazer.collector.auth import Authenticator, load_tokens
+
+    auth = Authenticator(
+        tokens=load_tokens(cfg.tokens) if cfg.tokens is not None else {},
+        mtls=cfg.tls_client_ca is not None,
+    )
+    service = IngestService(store, plugins, auth)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -126,7 +147,16 @@ async def serve(cfg: Any, url: str) -> int:
     )
     wire_pb2_grpc.add_IngestServicer_to_server(service, server)
     try:
-        grpc_port = server.add_insecure_port(cfg.listen)
+        if cfg.tls_cert is not None:
+            creds = grpc.ssl_server_credentials(
+                [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+                root_certificates=cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None,
+                # With tokens as well, a sensor may come without a certificate.
+                require_client_auth=cfg.tls_client_ca is not None and cfg.tokens is None,
+            )
+            grpc_port = server.add_secure_port(cfg.listen, creds)
+        else:
+            grpc_port = server.add_insecure_port(cfg.listen)
     except RuntimeError:
         grpc_port = 0
     if not grpc_port:
@@ -145,6 +175,15 @@ async def serve(cfg: Any, url: str) -> int:
             "batches": s.batches,
             "duplicates": s.duplicates,
             "rejected": s.rejected,
+            "unauthenticated": s.unauthenticated,
+            "denied": s.denied,
+            "auth": "mtls+tokens"
+            if auth.mtls and auth.tokens
+            else "mtls"
+            if auth.mtls
+            else "tokens"
+            if auth.tokens
+            else "none",
             "plugins": plugins.describe(),
         }
 

@@ -29,6 +29,10 @@ class CollectorConfig:
     graph: str = "net_gazer"
     data_dir: Path = field(default_factory=default_data_dir)
     insecure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tokens: Path | None = None
     ready_file: Path | None = None
     plugins_allow: list[str] = field(default_factory=list)
     plugins_block: list[str] = field(default_factory=list)
@@ -45,7 +49,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins"}
+FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins", "tls_cert", "tls_key",
+             "tls_client_ca", "tokens"}  # fmt: skip
+PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens")
 
 
 def load(args: Any) -> CollectorConfig:
@@ -70,6 +76,9 @@ def load(args: Any) -> CollectorConfig:
         if data.get("data_dir"):
             cfg.data_dir = Path(str(data["data_dir"]))
         cfg.insecure = bool(data.get("insecure", False))
+        for key in PATH_KEYS:
+            if data.get(key):
+                setattr(cfg, key, Path(str(data[key])))
         plugins = data.get("plugins", {})
         cfg.plugins_allow = [str(x) for x in plugins.get("allow", [])]
         cfg.plugins_block = [str(x) for x in plugins.get("block", [])]
@@ -81,6 +90,10 @@ def load(args: Any) -> CollectorConfig:
     if args.data_dir:
         cfg.data_dir = Path(args.data_dir)
     cfg.insecure = cfg.insecure or args.insecure
+    for key in PATH_KEYS:
+        value = getattr(args, key)
+        if value:
+            setattr(cfg, key, Path(value))
     if args.ready_file:
         cfg.ready_file = Path(args.ready_file)
     return validate(cfg)
@@ -89,10 +102,20 @@ def load(args: Any) -> CollectorConfig:
 def validate(cfg: CollectorConfig) -> CollectorConfig:
     host, _ = parse_hostport(cfg.listen, "--listen address")
     parse_hostport(cfg.http, "--http address")
-    if not is_loopback(host) and not cfg.insecure:
+    for key in PATH_KEYS:
+        path = getattr(cfg, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"--{key.replace('_', '-')} {path} does not exist or is not a file")
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise ConfigError("give both --tls-cert and --tls-key, or neither")
+    if cfg.tls_client_ca is not None and cfg.tls_cert is None:
+        raise ConfigError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
+    authenticated = cfg.tls_client_ca is not None or cfg.tokens is not None
+    if not is_loopback(host) and not cfg.insecure and not (cfg.tls_cert and authenticated):
         raise ConfigError(
-            f"listening on {cfg.listen} reaches beyond loopback, and this collector has no TLS or "
-            "sensor authentication yet; add --insecure to accept that (on a trusted network only)"
+            f"listening on {cfg.listen} reaches beyond loopback: give TLS (--tls-cert, --tls-key) and "
+            "sensor authentication (--tls-client-ca or --tokens), or add --insecure to accept an open "
+            "listener (on a trusted network only)"
         )
     if cfg.graph_url and not cfg.graph_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(

@@ -21,6 +21,7 @@ import grpc.aio
 import redis.exceptions
 
 from net_gazer import PROTOCOL_MINOR
+from net_gazer.collector.auth import Authenticator
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
 from net_gazer.collector.plugins import CollectorPlugins
 from net_gazer.collector.store import DeliveryError, GraphStore
@@ -46,6 +47,8 @@ class IngestStats:
     duplicates: int = 0
     gaps: int = 0
     rejected: int = 0
+    unauthenticated: int = 0
+    denied: int = 0
 
 
 def _valid_id(value: str) -> bool:
@@ -53,9 +56,12 @@ def _valid_id(value: str) -> bool:
 
 
 class IngestService(wire_pb2_grpc.IngestServicer):
-    def __init__(self, store: GraphStore, plugins: CollectorPlugins) -> None:
+    def __init__(
+        self, store: GraphStore, plugins: CollectorPlugins, auth: Authenticator | None = None
+    ) -> None:
         self.store = store
         self.plugins = plugins
+        self.auth = auth or Authenticator()
         self.stats = IngestStats()
         kill = os.environ.get(FAULT_KILL_AFTER, "")
         self._kill_after = int(kill) if kill.isdigit() else 0
@@ -83,6 +89,14 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         request_iterator: AsyncIterator[wire_pb2.Envelope],
         context: Context,
     ) -> AsyncIterator[wire_pb2.Ack]:
+        identity = self.auth.identify(context)
+        if self.auth.required and identity is None:
+            self.stats.unauthenticated += 1
+            await self._reject(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "no valid sensor certificate or token; check the sensor's --tls-cert/--token-file",
+            )
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return
@@ -97,6 +111,13 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "sensor_id and epoch must be 1-128 printable characters",
+            )
+        if self.auth.required and first.sensor_id != identity:
+            self.stats.denied += 1
+            await self._reject(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"credentials of sensor {identity!r} cannot write as sensor {first.sensor_id!r}",
             )
         hello = first.hello
         if hello.protocol_minor + 1 < PROTOCOL_MINOR:

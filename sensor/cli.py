@@ -87,6 +87,35 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often results are batched for the collector (default 1)",
     )
+    out.add_argument(
+        "--spool-dir",
+        metavar="DIR",
+        help="keep unacknowledged batches on disk here, so an outage or a restart loses nothing "
+        "up to the buffer bound; env NG_SPOOL_DIR; default for live capture: $STATE_DIRECTORY/spool, "
+        "/var/lib/net-gazer/spool (root) or ~/.local/state/net-gazer/spool; replays keep batches "
+        "in memory unless given",
+    )
+    out.add_argument(
+        "--no-spool", action="store_true", help="keep unacknowledged batches in memory only"
+    )
+    sec = p.add_argument_group(
+        "authentication (see scripts/make-certs.sh and scripts/make-token.sh)"
+    )
+    sec.add_argument(
+        "--tls-ca", metavar="FILE", help="talk TLS to the collector and trust this CA (PEM)"
+    )
+    sec.add_argument(
+        "--tls-cert", metavar="FILE", help="this sensor's certificate for mutual TLS (PEM)"
+    )
+    sec.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+    sec.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name to expect in the collector's certificate",
+    )
+    sec.add_argument(
+        "--token-file", metavar="FILE", help="a per-sensor token to present; env NG_TOKEN"
+    )
     gen = p.add_argument_group("general")
     gen.add_argument(
         "-c", "--config", metavar="FILE", help="configuration file (TOML); env NG_CONFIG"

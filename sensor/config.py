@@ -45,6 +45,9 @@ class SensorConfig:
     flush_interval: float = 1.0
     ack_timeout: float = 30.0
     max_envelopes: int = 10_000
+    max_buffer_bytes: int = 256 * 1024 * 1024
+    #: Where unacknowledged batches are kept on disk; None: memory only.
+    spool_dir: Path | None = None
     snaplen: int = 1024
     probe: bool = False
     handshake_timeout: float = 75.0
@@ -54,10 +57,30 @@ class SensorConfig:
     plugin_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
     verbose: int = 0
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_server_name: str = ""
+    token: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None or self.tls_cert is not None
 
     @property
     def replay(self) -> bool:
         return self.read is not None
+
+
+def default_spool_dir() -> Path:
+    """systemd's StateDirectory, else /var/lib/net-gazer for root, else the user's state dir."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0]) / "spool"
+    if os.geteuid() == 0:
+        return Path("/var/lib/net-gazer/spool")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "net-gazer" / "spool"
 
 
 def parse_interface(spec: str) -> Interface:
@@ -140,13 +163,39 @@ def load(args: Any) -> SensorConfig:
         cfg.ack_timeout = args.ack_timeout
     if args.flush_interval is not None:
         cfg.flush_interval = args.flush_interval
+    spool = args.spool_dir or os.environ.get("NG_SPOOL_DIR")
+    if args.no_spool:
+        cfg.spool_dir = None
+    elif spool:
+        cfg.spool_dir = Path(spool)
+    elif cfg.read is None and cfg.spool_dir is None:
+        cfg.spool_dir = default_spool_dir()
     cfg.probe = args.probe
+    if os.environ.get("NG_TOKEN"):
+        cfg.token = os.environ["NG_TOKEN"].strip()
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        if getattr(args, key):
+            setattr(cfg, key, Path(getattr(args, key)))
+    if args.tls_server_name:
+        cfg.tls_server_name = args.tls_server_name
+    if args.token_file:
+        cfg.token = _read_token(Path(args.token_file))
     return _validate(cfg)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not token or not token.isprintable():
+        raise ConfigError(f"the token file {path} must hold the token on one line")
+    return token
 
 
 def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
     known = {"sensor_id", "site", "collector", "local_networks", "flush_interval", "ack_timeout",
-             "snaplen", "interface", "buffer", "plugins", "tracker"}  # fmt: skip
+             "snaplen", "interface", "buffer", "plugins", "tracker", "tls", "token_file"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
@@ -172,6 +221,10 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
     buffer = _typed(data, "buffer", dict, where) if "buffer" in data else {}
     if "max_envelopes" in buffer:
         cfg.max_envelopes = _typed(buffer, "max_envelopes", int, f"{where} [buffer]")
+    if "max_bytes" in buffer:
+        cfg.max_buffer_bytes = _typed(buffer, "max_bytes", int, f"{where} [buffer]")
+    if buffer.get("spool_dir"):
+        cfg.spool_dir = Path(_typed(buffer, "spool_dir", str, f"{where} [buffer]"))
     tracker = _typed(data, "tracker", dict, where) if "tracker" in data else {}
     if "handshake_timeout" in tracker:
         cfg.handshake_timeout = float(
@@ -179,6 +232,14 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
         )
     if "max_flows" in tracker:
         cfg.max_flows = _typed(tracker, "max_flows", int, f"{where} [tracker]")
+    tls = _typed(data, "tls", dict, where) if "tls" in data else {}
+    for key in ("ca", "cert", "key"):
+        if tls.get(key):
+            setattr(cfg, f"tls_{key}", Path(_typed(tls, key, str, f"{where} [tls]")))
+    if tls.get("server_name"):
+        cfg.tls_server_name = _typed(tls, "server_name", str, f"{where} [tls]")
+    if data.get("token_file"):
+        cfg.token = _read_token(Path(_typed(data, "token_file", str, where)))
     plugins = _typed(data, "plugins", dict, where) if "plugins" in data else {}
     for key in ("allow", "block"):
         if key in plugins:
@@ -202,10 +263,18 @@ def _validate(cfg: SensorConfig) -> SensorConfig:
         raise ConfigError("ack_timeout must be a positive number of seconds")
     if cfg.max_envelopes < 10:
         raise ConfigError("[buffer] max_envelopes must be at least 10")
+    if cfg.max_buffer_bytes < 1024 * 1024:
+        raise ConfigError("[buffer] max_bytes must be at least 1 MiB")
     if not 64 <= cfg.snaplen <= 262_144:
         raise ConfigError("snaplen must be between 64 and 262144 bytes")
     if cfg.max_flows < 16:
         raise ConfigError("[tracker] max_flows must be at least 16")
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        path = getattr(cfg, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"--{key.replace('_', '-')} {path} does not exist or is not a file")
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise ConfigError("give both --tls-cert and --tls-key, or neither")
     if not cfg.sensor_id:
         cfg.sensor_id = socket.gethostname()
     if len(cfg.sensor_id) > 128 or not cfg.sensor_id.isprintable():

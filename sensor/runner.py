@@ -12,11 +12,11 @@ import logging
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 from google.protobuf.message import Message
 
 from net_gazer import PROTOCOL_MINOR, __version__, pluginhost
@@ -35,6 +35,7 @@ from net_gazer.sensor.context import PluginContext
 from net_gazer.sensor.decode import decode
 from net_gazer.sensor.handshake import HandshakeTracker, TrackerConfig
 from net_gazer.sensor.packet import DecodeError
+from net_gazer.sensor.spool import Spool
 from net_gazer.sensor.transport import Outbox, Streamer
 from net_gazer.v1 import wire_pb2
 
@@ -236,14 +237,20 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
     else:
         local = NetworkSet(parse_networks(PRIVATE_NETWORKS))
     own = [] if cfg.read is not None else interface_hosts([h.name for h in handles])
-    epoch = uuid.uuid4().hex
+    spool = None
+    if cfg.spool_dir is not None:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cfg.sensor_id)
+        spool = Spool(cfg.spool_dir / safe, cfg.sensor_id)
+    outbox = Outbox.open(
+        cfg.sensor_id, cfg.max_envelopes, max_bytes=cfg.max_buffer_bytes, spool=spool
+    )
     sensor = Sensor(
         cfg=cfg,
         host=host,
         tracker=HandshakeTracker(
             TrackerConfig(handshake_timeout=cfg.handshake_timeout, max_flows=cfg.max_flows)
         ),
-        outbox=Outbox(cfg.sensor_id, epoch, cfg.max_envelopes),
+        outbox=outbox,
         handles=handles,
         local=local,
         own_addresses=own,
@@ -271,7 +278,14 @@ async def run(sensor: Sensor, stop: asyncio.Event | None = None) -> int:
     """Run until the capture ends (replay) or ``stop`` is set (live); return the exit code."""
     cfg = sensor.cfg
     stop = stop or asyncio.Event()
-    streamer = Streamer(cfg.collector, sensor.outbox, sensor.hello)
+    streamer = Streamer(
+        cfg.collector,
+        sensor.outbox,
+        sensor.hello,
+        credentials=channel_credentials(cfg),
+        server_name=cfg.tls_server_name,
+        token=cfg.token,
+    )
     sensor.host.safecall("ng_sensor_start", ctx=sensor.ctx)
     streamer.start()
     try:
@@ -286,6 +300,22 @@ async def run(sensor: Sensor, stop: asyncio.Event | None = None) -> int:
         await streamer.stop()
         for h in sensor.handles:
             h.close()
+
+
+def channel_credentials(cfg: SensorConfig) -> grpc.ChannelCredentials | None:
+    if not cfg.tls:
+        if cfg.token:
+            host, _ = parse_hostport(cfg.collector, "collector address")
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning(
+                    "sending the sensor token without TLS to %s: give --tls-ca", cfg.collector
+                )
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=cfg.tls_ca.read_bytes() if cfg.tls_ca else None,
+        private_key=cfg.tls_key.read_bytes() if cfg.tls_key else None,
+        certificate_chain=cfg.tls_cert.read_bytes() if cfg.tls_cert else None,
+    )
 
 
 async def _drain(sensor: Sensor, streamer: Streamer) -> int:
@@ -398,32 +428,97 @@ async def _room(sensor: Sensor, stop: asyncio.Event) -> None:
             await asyncio.wait_for(sensor.outbox.changed.wait(), timeout=1.0)
 
 
+#: With several live interfaces, frames wait this long so that copies of one packet seen on two
+#: interfaces are processed in timestamp order, not in the order the sockets were read.
+REORDER_DELAY = 0.005
+
+
+class Merger:
+    """Merges the frames of several live handles into timestamp order (a small reorder window)."""
+
+    def __init__(self, sensor: Sensor, delay: float = REORDER_DELAY) -> None:
+        self.sensor = sensor
+        self.delay = delay
+        self.pending: list[tuple[float, int, bytes]] = []
+
+    def add(self, index: int, frames: Frames) -> None:
+        self.pending.extend((ts, index, buf) for ts, buf in frames)
+
+    def flush(self, now: float | None = None) -> None:
+        """Process the frames older than the window (all of them when ``now`` is None)."""
+        if not self.pending:
+            return
+        self.pending.sort(key=lambda f: f[0])
+        cut = len(self.pending)
+        if now is not None:
+            limit = now - self.delay
+            cut = next((i for i, f in enumerate(self.pending) if f[0] > limit), cut)
+        ready, self.pending = self.pending[:cut], self.pending[cut:]
+        handles = self.sensor.handles
+        start = 0
+        while start < len(ready):  # runs of one handle go through process() together
+            index = ready[start][1]
+            end = start
+            while end < len(ready) and ready[end][1] == index:
+                end += 1
+            self.sensor.process(handles[index], [(ts, buf) for ts, _, buf in ready[start:end]])
+            start = end
+
+
 async def _live(sensor: Sensor, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     interval = sensor.cfg.flush_interval
+    merger = Merger(sensor) if len(sensor.handles) > 1 else None
+    timer: asyncio.TimerHandle | None = None
 
-    def reader(h: Handle) -> Callable[[], None]:
+    def flush_merger() -> None:
+        nonlocal timer
+        timer = None
+        assert merger is not None
+        merger.flush(time.time())
+        if merger.pending:
+            timer = loop.call_later(merger.delay, flush_merger)
+
+    def reader(position: int, h: Handle) -> Callable[[], None]:
         def on_readable() -> None:
+            nonlocal timer
             for _ in range(8):  # bounded, so ticks and the stream get their turn
                 frames = h.read(READ_CHUNK)
                 if not frames:
-                    return
-                sensor.process(h, frames)
+                    break
+                if merger is None:
+                    sensor.process(h, frames)
+                else:
+                    merger.add(position, frames)
+            if merger is not None and merger.pending and timer is None:
+                timer = loop.call_later(merger.delay, flush_merger)
 
         return on_readable
 
-    for h in sensor.handles:
-        loop.add_reader(h.fileno(), reader(h))
+    for position, h in enumerate(sensor.handles):
+        loop.add_reader(h.fileno(), reader(position, h))
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            sensor.tick(time.time(), final=stop.is_set())
+            if stop.is_set():
+                break
+            if merger is not None:
+                merger.flush(time.time())
+            sensor.tick(time.time())
     finally:
+        if timer is not None:
+            timer.cancel()
         for h in sensor.handles:
             loop.remove_reader(h.fileno())
-        for h in sensor.handles:
-            sensor.process(h, h.read(READ_CHUNK))  # what is still buffered
+        for position, h in enumerate(sensor.handles):  # what is still buffered
+            if merger is None:
+                sensor.process(h, h.read(READ_CHUNK))
+            else:
+                merger.add(position, h.read(READ_CHUNK))
+        if merger is not None:
+            merger.flush()
+    sensor.tick(time.time(), final=True)  # after the last frames, so their events travel too
 
 
 def install_signals(stop: asyncio.Event) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import grpc
 import grpc.aio
 
 from net_gazer import tasks
+from net_gazer.sensor.spool import Spool
 from net_gazer.v1 import wire_pb2, wire_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -54,17 +56,47 @@ class OutboxStats:
 
 
 class Outbox:
-    """Envelopes of one epoch that the collector has not acknowledged yet, in seq order."""
+    """Envelopes of one epoch that the collector has not acknowledged yet, in seq order.
 
-    def __init__(self, sensor_id: str, epoch: str, max_envelopes: int) -> None:
+    Bounded by count and by bytes. With a :class:`~net_gazer.sensor.spool.Spool` every envelope is
+    also on disk until acknowledged; :meth:`open` resumes the spool's epoch.
+    """
+
+    def __init__(
+        self,
+        sensor_id: str,
+        epoch: str,
+        max_envelopes: int,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        spool: Spool | None = None,
+        pending: list[wire_pb2.Envelope] | None = None,
+    ) -> None:
         self.sensor_id = sensor_id
         self.epoch = epoch
         self.max_envelopes = max_envelopes
-        self.next_seq = 1
-        self.acked_seq = 0
-        self.pending: deque[wire_pb2.Envelope] = deque()
+        self.max_bytes = max_bytes
+        self.spool = spool
+        self.pending: deque[wire_pb2.Envelope] = deque(pending or ())
+        self.bytes = sum(e.ByteSize() for e in self.pending)
+        self.next_seq = (self.pending[-1].seq + 1) if self.pending else 1
+        self.acked_seq = (self.pending[0].seq - 1) if self.pending else 0
+        if self.pending and self.pending[0].HasField("gap"):
+            self.acked_seq = self.pending[0].gap.first_seq - 1
         self.stats = OutboxStats()
         self.changed = asyncio.Event()  # something new to send, or an ack arrived
+
+    @classmethod
+    def open(
+        cls, sensor_id: str, max_envelopes: int, *, max_bytes: int, spool: Spool | None
+    ) -> Outbox:
+        """A new epoch, or the spool's epoch with what is still waiting in it."""
+        if spool is None:
+            return cls(sensor_id, uuid.uuid4().hex, max_envelopes, max_bytes=max_bytes)
+        epoch, pending = spool.load()
+        return cls(
+            sensor_id, epoch, max_envelopes, max_bytes=max_bytes, spool=spool, pending=pending
+        )
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -80,9 +112,15 @@ class Outbox:
         env.batch.CopyFrom(batch)
         self.next_seq += 1
         self.stats.cut += 1
-        while len(self.pending) >= self.max_envelopes:
+        size = env.ByteSize()
+        while self.pending and (
+            len(self.pending) >= self.max_envelopes or self.bytes + size > self.max_bytes
+        ):
             self._drop_oldest("the sensor's buffer was full (collector unreachable or slow)")
+        if self.spool is not None:
+            self.spool.put(env)
         self.pending.append(env)
+        self.bytes += size
         self.changed.set()
         return env
 
@@ -101,18 +139,62 @@ class Outbox:
         gap.gap.lost_items = sum(_items(e) for e in dropped)
         gap.gap.reason = reason
         for e in dropped:
+            self.bytes -= e.ByteSize()
             if not e.HasField("gap"):
                 self.stats.dropped_envelopes += 1
                 self.stats.dropped_items += _items(e)
+        if self.spool is not None:
+            self.spool.put(gap)  # replaces the last dropped envelope's file (same seq)
+            for e in dropped[:-1]:
+                self.spool.remove(e)
+        self.bytes += gap.ByteSize()
         self.pending.appendleft(gap)
+
+    def reconcile(self, mark: int) -> None:
+        """Line the outbox up with the mark the collector answered the hello with.
+
+        A mark below what the sensor already had acknowledged means the graph lost data that was
+        acknowledged earlier (an external FalkorDB without AOF, restored from an old backup): the
+        missing seqs are announced as a gap, so delivery can go on and the loss is counted.
+        """
+        first = self.pending[0] if self.pending else None
+        first_seq = (
+            (first.gap.first_seq if first.HasField("gap") else first.seq)
+            if first
+            else self.next_seq
+        )
+        if mark + 1 >= first_seq:
+            self.ack(mark)
+            return
+        log.error(
+            "the collector's mark for epoch %s is %d but seqs up to %d were acknowledged before: "
+            "the graph lost acknowledged data; announcing the hole as a gap", self.epoch, mark, first_seq - 1,
+        )  # fmt: skip
+        gap = wire_pb2.Envelope(
+            sensor_id=self.sensor_id, epoch=self.epoch, seq=first_seq - 1, sent_at=time.time()
+        )
+        gap.gap.first_seq = mark + 1
+        gap.gap.lost_envelopes = first_seq - 1 - mark
+        gap.gap.reason = "the collector lost data it had acknowledged"
+        self.pending.appendleft(gap)
+        self.bytes += gap.ByteSize()
+        self.acked_seq = mark
+        self.changed.set()
 
     def ack(self, seq: int) -> None:
         if seq <= self.acked_seq:
             return
         self.acked_seq = seq
+        removed = False
         while self.pending and self.pending[0].seq <= seq:
-            self.pending.popleft()
+            env = self.pending.popleft()
+            self.bytes -= env.ByteSize()
             self.stats.acked += 1
+            if self.spool is not None:
+                self.spool.remove(env)
+                removed = True
+        if removed and self.spool is not None:
+            self.spool.sync()
         self.changed.set()
 
     @property
@@ -131,8 +213,16 @@ class Streamer:
         *,
         backoff_min: float = 0.2,
         backoff_max: float = 15.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        server_name: str = "",
+        token: str = "",
     ) -> None:
         self.target = target
+        self.credentials = credentials
+        self.server_name = server_name
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
         self.outbox = outbox
         self.hello = hello
         self.backoff_min = backoff_min
@@ -158,6 +248,14 @@ class Streamer:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
+                if exc.code() in (
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ):
+                    log.error(
+                        "the collector at %s refused this sensor: %s", self.target, exc.details()
+                    )
+                    delay = self.backoff_max  # retrying fast will not fix credentials
                 self._report(f"{exc.code().name}: {exc.details()}")
             except (OSError, grpc.RpcError) as exc:
                 self._report(repr(exc))
@@ -186,7 +284,7 @@ class Streamer:
             log.debug("collector %s: %s", self.target, error)
 
     async def _session(self) -> None:
-        options = [
+        options: list[tuple[str, str | int]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.keepalive_time_ms", 20_000),
@@ -194,9 +292,15 @@ class Streamer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.enable_retries", 0),
         ]
-        async with grpc.aio.insecure_channel(self.target, options=options) as channel:
+        if self.server_name:
+            options.append(("grpc.ssl_target_name_override", self.server_name))
+        if self.credentials is not None:
+            channel = grpc.aio.secure_channel(self.target, self.credentials, options=options)
+        else:
+            channel = grpc.aio.insecure_channel(self.target, options=options)
+        async with channel:
             stub = wire_pb2_grpc.IngestStub(channel)
-            call = stub.Stream()  # type: ignore[call-arg]  # aio: read/write style, no iterator
+            call = stub.Stream(metadata=self.metadata)  # type: ignore[call-arg]  # aio: read/write style
             outbox = self.outbox
             hello = wire_pb2.Envelope(
                 sensor_id=outbox.sensor_id, epoch=outbox.epoch, seq=0, sent_at=time.time()
@@ -207,7 +311,9 @@ class Streamer:
             if first is EOF:
                 raise OSError("the collector closed the stream after the hello")
             assert isinstance(first, wire_pb2.Ack)
-            outbox.ack(first.acked_seq)
+            if first.epoch != outbox.epoch:
+                raise OSError(f"the collector answered for epoch {first.epoch!r}, not ours")
+            outbox.reconcile(first.acked_seq)
             self.connected.set()
             if self._warned:
                 log.warning(

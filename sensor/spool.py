@@ -1,0 +1,119 @@
+"""The on-disk spool: unacknowledged envelopes survive a collector outage and a sensor restart.
+
+Layout of the spool directory::
+
+    state.json            {"sensor_id": ..., "epoch": ...}   the epoch kept with the spool
+    00000000000000000042.env   one serialized Envelope per file, named by seq
+
+Each envelope is written to a temporary file, fsynced and renamed into place, so a crash leaves
+either the whole envelope or nothing. Acknowledged envelopes are deleted. At start the sensor
+reuses the spool's epoch when envelopes are waiting in it, and continues that epoch's seq: the
+collector then skips what it already applied and takes the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+
+from net_gazer.errors import UserError
+from net_gazer.v1 import wire_pb2
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".env"
+
+
+class Spool:
+    def __init__(self, directory: Path, sensor_id: str) -> None:
+        self.dir = directory
+        self.sensor_id = sensor_id
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        except OSError as exc:
+            raise UserError(
+                f"cannot create the spool directory {directory}: {exc.strerror}; choose another with --spool-dir"
+            ) from None
+        if not os.access(self.dir, os.W_OK | os.X_OK):
+            raise UserError(
+                f"the spool directory {directory} is not writable; choose another with --spool-dir"
+            )
+        self.bytes = 0
+
+    def _path(self, seq: int) -> Path:
+        return self.dir / f"{seq:020d}{SUFFIX}"
+
+    def load(self) -> tuple[str, list[wire_pb2.Envelope]]:
+        """The epoch to use and the envelopes still waiting, in seq order.
+
+        A spool of another sensor id, or an empty one, starts a fresh epoch.
+        """
+        envelopes: list[wire_pb2.Envelope] = []
+        state_file = self.dir / "state.json"
+        epoch = ""
+        try:
+            state = json.loads(state_file.read_text())
+            if state.get("sensor_id") == self.sensor_id:
+                epoch = str(state.get("epoch", ""))
+        except (OSError, ValueError):
+            pass
+        for path in sorted(self.dir.glob(f"*{SUFFIX}")):
+            try:
+                env = wire_pb2.Envelope.FromString(path.read_bytes())
+            except (OSError, DecodeError):
+                log.warning("spool file %s is unreadable; it is skipped and removed", path)
+                path.unlink(missing_ok=True)
+                continue
+            if env.sensor_id != self.sensor_id or env.epoch != epoch or not epoch:
+                path.unlink(missing_ok=True)  # another sensor's or epoch's leftovers
+                continue
+            envelopes.append(env)
+            self.bytes += env.ByteSize()
+        for tmp in self.dir.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if not envelopes:
+            epoch = uuid.uuid4().hex
+        self._write_state(epoch)
+        if envelopes:
+            log.warning(
+                "resuming epoch %s from the spool in %s: %d batches (seq %d..%d) still to deliver",
+                epoch, self.dir, len(envelopes), envelopes[0].seq, envelopes[-1].seq,
+            )  # fmt: skip
+        return epoch, envelopes
+
+    def _write_state(self, epoch: str) -> None:
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps({"sensor_id": self.sensor_id, "epoch": epoch}))
+        os.replace(tmp, self.dir / "state.json")
+
+    def put(self, env: wire_pb2.Envelope) -> None:
+        data = env.SerializeToString()
+        path = self._path(env.seq)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        self.bytes += len(data)
+
+    def remove(self, env: wire_pb2.Envelope) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(env.seq).unlink()
+            self.bytes -= env.ByteSize()
+
+    def sync(self) -> None:
+        """Make renames and deletions durable (fsync the directory)."""
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
