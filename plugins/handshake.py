@@ -112,9 +112,48 @@ def ng_tick(ctx: PluginContext, now: float, final: bool) -> None:
     _send(ctx)
 
 
+#: Rows per flush whose client never completed a handshake ("unverified": attempts, refusals,
+#: unanswered SYNs) that are sent one by one. Past it, the rest are folded per (server, port)
+#: into one row from the unspecified address (0.0.0.0 or ::), so a spoofed SYN flood costs the
+#: collector a row per target, not per forged source, and cannot crowd out real handshakes.
+MAX_UNVERIFIED_ROWS = 2_000
+
+UNSPECIFIED = {4: "0.0.0.0", 6: "::"}
+
+
+def _fold(rows: Rows, budget: int) -> Rows:
+    verified = {k: a for k, a in rows.items() if a.completed}
+    unverified = sorted(
+        ((k, a) for k, a in rows.items() if not a.completed), key=lambda kv: -kv[1].attempts
+    )
+    out: Rows = dict(verified)
+    out.update(unverified[:budget])
+    for (client, server, port), a in unverified[budget:]:
+        key = (UNSPECIFIED[6 if ":" in client else 4], server, port)
+        agg = out.get(key)
+        if agg is None:
+            out[key] = _Agg(
+                first=a.first, last=a.last, attempts=a.attempts, refused=a.refused,
+                unanswered=a.unanswered, abandoned=a.abandoned, syn_retransmits=a.syn_retransmits,
+            )  # fmt: skip
+            continue
+        agg.first, agg.last = min(agg.first, a.first), max(agg.last, a.last)
+        agg.attempts += a.attempts
+        agg.refused += a.refused
+        agg.unanswered += a.unanswered
+        agg.abandoned += a.abandoned
+        agg.syn_retransmits += a.syn_retransmits
+    return out
+
+
 def _send(ctx: PluginContext) -> None:
     rows = _table(ctx)
-    for (client, server, port), a in rows.items():
+    budget = int(ctx.config.get("max_unverified_rows", MAX_UNVERIFIED_ROWS))
+    out = rows
+    if len(rows) > budget and sum(1 for a in rows.values() if not a.completed) > budget:
+        out = _fold(rows, budget)
+        ctx.count("unverified_rows_folded", len(rows) - len(out))
+    for (client, server, port), a in out.items():
         ctx.emit(
             wire_pb2.HandshakeRow(
                 client=client,
@@ -138,7 +177,7 @@ def _send(ctx: PluginContext) -> None:
                 ),
             )
         )
-    ctx.count("rows_sent", len(rows))
+    ctx.count("rows_sent", len(out))
     rows.clear()
 
 
