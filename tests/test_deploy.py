@@ -42,7 +42,10 @@ def test_example_sensor_config_loads_and_matches_the_defaults() -> None:
         "max_flows",
     ):
         assert getattr(cfg, field) == getattr(defaults, field), field
-    assert cfg.plugin_config == {"handshake": {}}
+    assert cfg.max_buffer_bytes == defaults.max_buffer_bytes
+    from net_gazer.plugins.handshake import MAX_UNVERIFIED_ROWS
+
+    assert cfg.plugin_config == {"handshake": {"max_unverified_rows": MAX_UNVERIFIED_ROWS}}
 
 
 def test_example_collector_config_loads() -> None:
