@@ -116,6 +116,12 @@ def parser() -> argparse.ArgumentParser:
     sec.add_argument(
         "--token-file", metavar="FILE", help="a per-sensor token to present; env NG_TOKEN"
     )
+    sec.add_argument(
+        "--user",
+        metavar="NAME",
+        help="started as root, become this user after opening the capture, keeping only "
+        "CAP_NET_RAW and CAP_NET_ADMIN (default: net-gazer, when that user exists)",
+    )
     gen = p.add_argument_group("general")
     gen.add_argument(
         "-c", "--config", metavar="FILE", help="configuration file (TOML); env NG_CONFIG"
@@ -154,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list_plugins:
             return list_plugins(cfg.plugins_allow, cfg.plugins_block)
         sensor = runner.build(cfg)
+        from net_gazer.sensor import privileges
+
+        privileges.drop_if_root(cfg.user, [sensor.outbox.spool.dir] if sensor.outbox.spool else [])
 
         async def go() -> int:
             stop = asyncio.Event()

@@ -62,6 +62,9 @@ class SensorConfig:
     tls_key: Path | None = None
     tls_server_name: str = ""
     token: str = ""
+    #: The user a sensor started as root becomes after opening its sockets ("" = net-gazer if
+    #: that user exists).
+    user: str = ""
 
     @property
     def tls(self) -> bool:
@@ -180,6 +183,8 @@ def load(args: Any) -> SensorConfig:
         cfg.tls_server_name = args.tls_server_name
     if args.token_file:
         cfg.token = _read_token(Path(args.token_file))
+    if args.user:
+        cfg.user = args.user
     return _validate(cfg)
 
 
@@ -195,13 +200,13 @@ def _read_token(path: Path) -> str:
 
 def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
     known = {"sensor_id", "site", "collector", "local_networks", "flush_interval", "ack_timeout",
-             "snaplen", "interface", "buffer", "plugins", "tracker", "tls", "token_file"}  # fmt: skip
+             "snaplen", "interface", "buffer", "plugins", "tracker", "tls", "token_file", "user"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; see deploy/net-gazer.toml"
         )
-    for key in ("sensor_id", "site", "collector"):
+    for key in ("sensor_id", "site", "collector", "user"):
         if key in data:
             setattr(cfg, key, _typed(data, key, str, where))
     for key in ("flush_interval", "ack_timeout"):
