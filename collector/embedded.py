@@ -163,6 +163,15 @@ class EmbeddedFalkorDB:
                 with contextlib.suppress(OSError):
                     p.unlink() if p.is_file() or p.is_socket() else p.rmdir()
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (the chaos tests use it)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+
     def __enter__(self) -> EmbeddedFalkorDB:
         self.start()
         return self

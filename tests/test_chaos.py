@@ -1,0 +1,225 @@
+"""Chaos with real processes. Each test ends with exact counts in the graph: zero lost, zero
+duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc.aio
+import pytest
+from conftest import PCAPS, connects, expected, graph_query, tool
+from netns import Lab
+from test_e2e import assert_graph_matches
+from test_ingest import row
+from test_live import ACCEPT_LOOP, CONNECT, start_collector, wait_for
+
+from net_gazer.collector import plugins as collector_plugins
+from net_gazer.collector.embedded import EmbeddedFalkorDB
+from net_gazer.collector.ingest import IngestService
+from net_gazer.collector.store import GraphStore
+from net_gazer.sensor.spool import Spool
+from net_gazer.sensor.transport import Outbox, Streamer
+from net_gazer.v1 import wire_pb2, wire_pb2_grpc
+
+
+def paced_sensor(port: int, sensor_id: str, speed: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [tool("net-gazer-sensor"), "-r", str(PCAPS / "sample.pcap"), "--speed", speed,
+         "--collector", f"127.0.0.1:{port}", "--sensor-id", sensor_id, "--ack-timeout", "120", "-v", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def finish(sensor: subprocess.Popen[str], timeout: float = 150) -> str:
+    try:
+        out, _ = sensor.communicate(timeout=timeout)
+    finally:
+        if sensor.poll() is None:
+            sensor.kill()
+            sensor.communicate()
+    assert sensor.returncode == 0, out
+    return out
+
+
+def test_collector_down_for_30_seconds_during_paced_replay(
+    collector_factory: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    first = collector_factory("--data-dir", str(data)).start()
+    port = first.grpc_port
+    # sample.pcap spans ~90 s of packet time; at 3x the replay takes ~30 s, all of it while the
+    # collector is away after the first 3 s.
+    sensor = paced_sensor(port, "outage", "3")
+    try:
+        time.sleep(3)
+        first.kill()
+        time.sleep(30)
+        second = collector_factory("--data-dir", str(data)).start(port=port)
+        out = finish(sensor)
+    finally:
+        if sensor.poll() is None:
+            sensor.kill()
+            sensor.communicate()
+    assert "cannot deliver to the collector" in out and "reachable again" in out
+    assert_graph_matches(second.graph_url, "net_gazer", expected("sample.expected.json"))
+    [[acked, batches, gaps]] = graph_query(
+        second.graph_url,
+        "net_gazer",
+        "MATCH (s:Sensor {id: 'outage'}) RETURN s.acked_seq, s.batches, s.gaps",
+    )
+    assert acked == batches and gaps == 0
+
+
+def test_falkordb_killed_and_restarted(collector_factory: Any, tmp_path: Path) -> None:
+    dbdir = tmp_path / "falkordb"
+    db = EmbeddedFalkorDB(dbdir)
+    db.start()
+    try:
+        collector = collector_factory("--graph-url", db.url).start()
+        sensor = paced_sensor(collector.grpc_port, "dbkill", "10")
+        try:
+            time.sleep(2.5)
+            db.kill()  # SIGKILL: only the AOF (appendfsync always) survives
+            time.sleep(4)
+            db = EmbeddedFalkorDB(dbdir)
+            db.start()
+            out = finish(sensor)
+        finally:
+            if sensor.poll() is None:
+                sensor.kill()
+                sensor.communicate()
+        assert "reachable again" in out, out
+        assert "graph write failed for sensor dbkill" in collector.log_text()
+        assert_graph_matches(db.url, "net_gazer", expected("sample.expected.json"))
+    finally:
+        db.stop()
+
+
+@pytest.mark.root
+def test_sensor_restart_with_its_spool_on_disk(tmp_path: Path) -> None:
+    """A live sensor spools while the collector is away, is killed (SIGKILL), and a new sensor
+    process resumes the spool's epoch and delivers everything exactly once."""
+    assert os.geteuid() == 0, "needs root; CI runs as root"
+    spool = tmp_path / "spool"
+    with Lab() as lab:
+        ns = lab.ns("spool")
+        srv = lab.popen(
+            ns,
+            sys.executable,
+            "-c",
+            ACCEPT_LOOP,
+            "127.0.0.1",
+            "8083",
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+        args = [
+            "-i",
+            "lo",
+            "--sensor-id",
+            "spooler",
+            "--spool-dir",
+            str(spool),
+            "--flush-interval",
+            "0.2",
+            "-v",
+        ]
+        # 1. No collector yet: the sensor warns, captures and spools.
+        log1 = tmp_path / "sensor1.log"
+        first = lab.popen(
+            ns, tool("net-gazer-sensor"), "--collector", "127.0.0.1:50999", *args, log=log1
+        )
+        wait_for(log1, "cannot deliver to the collector", first)
+        lab.run(ns, sys.executable, "-c", CONNECT, "127.0.0.1", "8083", "7")
+        deadline = time.monotonic() + 10
+        while not list((spool / "spooler").glob("*.env")):
+            assert time.monotonic() < deadline, log1.read_text()
+            time.sleep(0.1)
+        time.sleep(0.5)  # let the last flush land on disk
+        epoch = json.loads((spool / "spooler" / "state.json").read_text())["epoch"]
+        lab.stop(first, sig=9)
+        # 2. The collector comes up; a new sensor process resumes the spool.
+        port, url = start_collector(lab, ns, tmp_path)
+        log2 = tmp_path / "sensor2.log"
+        second = lab.popen(
+            ns, tool("net-gazer-sensor"), "--collector", f"127.0.0.1:{port}", *args, log=log2
+        )
+        wait_for(log2, "connected to collector", second)
+        assert f"resuming epoch {epoch}" in log2.read_text()
+        lab.run(ns, sys.executable, "-c", CONNECT, "127.0.0.1", "8083", "5")
+        time.sleep(0.5)
+        assert lab.stop(second) == 0, log2.read_text()
+        edge = connects(url, "net_gazer")[("127.0.0.1", "127.0.0.1", 8083)]
+        assert (edge["count"], edge["attempts"]) == (12, 12)
+        [[stored_epoch, gaps]] = graph_query(
+            url, "net_gazer", "MATCH (s:Sensor {id: 'spooler'}) RETURN s.epoch, s.gaps"
+        )
+        assert stored_epoch == epoch and gaps == 0
+    assert not list((spool / "spooler").glob("*.env")), "acknowledged batches leave the spool"
+
+
+async def test_spool_past_its_bound_announces_a_gap_and_delivers_the_rest_once(
+    tmp_path: Path, falkordb_url: str, graph_name: str
+) -> None:
+    """25 batches into a spool bounded at 10 while no collector is there: the oldest go, folded
+    into one gap. A restarted outbox then delivers the gap and the 9 newest batches exactly once.
+    The batches carry their own timestamps; no wall-clock waiting is involved."""
+    spool_dir = tmp_path / "spool"
+    outbox = Outbox.open("bounded", 10, max_bytes=1 << 30, spool=Spool(spool_dir, "bounded"))
+    for i in range(25):
+        batch = wire_pb2.Batch()
+        batch.handshakes.append(row(client=f"10.1.0.{i + 1}", n=1))
+        outbox.add(batch)
+    assert len(outbox) == 10 and len(list(spool_dir.glob("*.env"))) == 10
+    assert outbox.pending[0].HasField("gap")
+    lost = outbox.pending[0].gap.lost_envelopes
+    assert lost == 16 and outbox.stats.dropped_envelopes == 16 and outbox.pending[0].seq == 16
+
+    # The sensor restarts: a new outbox resumes the spool's epoch and contents.
+    resumed = Outbox.open("bounded", 10, max_bytes=1 << 30, spool=Spool(spool_dir, "bounded"))
+    assert resumed.epoch == outbox.epoch and [e.seq for e in resumed.pending] == [
+        e.seq for e in outbox.pending
+    ]
+
+    store = GraphStore.connect(falkordb_url, graph_name)
+    await store.ensure_schema()
+    server = grpc.aio.server()
+    wire_pb2_grpc.add_IngestServicer_to_server(
+        IngestService(store, collector_plugins.load(graph_name)), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    streamer = Streamer(f"127.0.0.1:{port}", resumed, lambda: wire_pb2.Hello(protocol_minor=1))
+    streamer.start()
+    try:
+
+        async def drained() -> None:
+            while len(resumed):
+                resumed.changed.clear()
+                await resumed.changed.wait()
+
+        await asyncio.wait_for(drained(), timeout=20)
+        assert len(resumed) == 0
+    finally:
+        await streamer.stop()
+        await server.stop(grace=None)
+        await store.close()
+    edges = connects(falkordb_url, graph_name)
+    delivered = {f"10.1.0.{i + 1}" for i in range(16, 25)}
+    assert {c for c, _, _ in edges} == delivered
+    assert all(e["count"] == 1 for e in edges.values())
+    [[acked, gaps, lost_envelopes]] = graph_query(
+        falkordb_url,
+        graph_name,
+        "MATCH (s:Sensor {id: 'bounded'}) RETURN s.acked_seq, s.gaps, s.lost_envelopes",
+    )
+    assert (acked, gaps, lost_envelopes) == (25, 1, 16)
+    assert not list(spool_dir.glob("*.env"))
