@@ -70,6 +70,24 @@ def parser() -> argparse.ArgumentParser:
         help="per-sensor tokens, lines 'SENSOR_ID SHA256_OF_TOKEN' (scripts/make-token.sh)",
     )
     p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        metavar="N",
+        help="largest gRPC message accepted from a sensor (default 16 MiB)",
+    )
+    p.add_argument(
+        "--max-sensors",
+        type=int,
+        metavar="N",
+        help="concurrent sensor streams; more are refused with RESOURCE_EXHAUSTED (default 1024)",
+    )
+    p.add_argument(
+        "--rows-per-second",
+        type=float,
+        metavar="N",
+        help="per-sensor rate; above it acks slow down (backpressure); 0 = unlimited (default 20000)",
+    )
+    p.add_argument(
         "--ready-file", metavar="FILE", help=argparse.SUPPRESS
     )  # for tests and supervisors
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
@@ -137,10 +155,13 @@ async def serve(cfg: Any, url: str) -> int:
         tokens=load_tokens(cfg.tokens) if cfg.tokens is not None else {},
         mtls=cfg.tls_client_ca is not None,
     )
-    service = IngestService(store, plugins, auth)
+    from net_gazer.collector.ingest import Limits
+
+    limits = Limits(max_streams=cfg.max_sensors, rows_per_second=cfg.rows_per_second)
+    service = IngestService(store, plugins, auth, limits)
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
@@ -177,6 +198,8 @@ async def serve(cfg: Any, url: str) -> int:
             "rejected": s.rejected,
             "unauthenticated": s.unauthenticated,
             "denied": s.denied,
+            "shed": s.shed,
+            "throttled_seconds": round(s.throttled_seconds, 3),
             "auth": "mtls+tokens"
             if auth.mtls and auth.tokens
             else "mtls"

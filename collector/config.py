@@ -33,6 +33,9 @@ class CollectorConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     tokens: Path | None = None
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_sensors: int = 1024
+    rows_per_second: float = 20_000.0
     ready_file: Path | None = None
     plugins_allow: list[str] = field(default_factory=list)
     plugins_block: list[str] = field(default_factory=list)
@@ -50,7 +53,7 @@ def is_loopback(host: str) -> bool:
 
 
 FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins", "tls_cert", "tls_key",
-             "tls_client_ca", "tokens"}  # fmt: skip
+             "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second"}  # fmt: skip
 PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens")
 
 
@@ -79,6 +82,16 @@ def load(args: Any) -> CollectorConfig:
         for key in PATH_KEYS:
             if data.get(key):
                 setattr(cfg, key, Path(str(data[key])))
+        for key, kind in (
+            ("max_message_bytes", int),
+            ("max_sensors", int),
+            ("rows_per_second", float),
+        ):
+            if key in data:
+                value = data[key]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ConfigError(f"{path}: {key} must be a number, not {value!r}")
+                setattr(cfg, key, kind(value))
         plugins = data.get("plugins", {})
         cfg.plugins_allow = [str(x) for x in plugins.get("allow", [])]
         cfg.plugins_block = [str(x) for x in plugins.get("block", [])]
@@ -94,6 +107,10 @@ def load(args: Any) -> CollectorConfig:
         value = getattr(args, key)
         if value:
             setattr(cfg, key, Path(value))
+    for key in ("max_message_bytes", "max_sensors", "rows_per_second"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, value)
     if args.ready_file:
         cfg.ready_file = Path(args.ready_file)
     return validate(cfg)
@@ -117,6 +134,12 @@ def validate(cfg: CollectorConfig) -> CollectorConfig:
             "sensor authentication (--tls-client-ca or --tokens), or add --insecure to accept an open "
             "listener (on a trusted network only)"
         )
+    if not 64 * 1024 <= cfg.max_message_bytes <= 1024 * 1024 * 1024:
+        raise ConfigError("--max-message-bytes must be between 64 KiB and 1 GiB")
+    if cfg.max_sensors < 1:
+        raise ConfigError("--max-sensors must be at least 1")
+    if cfg.rows_per_second < 0:
+        raise ConfigError("--rows-per-second must be 0 (unlimited) or positive")
     if cfg.graph_url and not cfg.graph_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             "--graph-url must look like redis://HOST:PORT, rediss://HOST:PORT or unix:///path"

@@ -9,9 +9,11 @@ only then acknowledged. Errors end the stream with a status the sensor can act o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,6 +42,41 @@ FAULT_KILL_AFTER = "NG_FAULT_KILL_AFTER_WRITE"
 
 
 @dataclass
+class Limits:
+    """What one collector accepts before it pushes back (DESIGN.md, "Scale")."""
+
+    #: Concurrent sensor streams; more are turned away with RESOURCE_EXHAUSTED.
+    max_streams: int = 1024
+    #: Rows per second per sensor; above it the collector waits before applying, which slows the
+    #: sensor's acks (backpressure) instead of buffering. 0: unlimited.
+    rows_per_second: float = 20_000.0
+    #: Graph writes in flight at once, over all sensors.
+    max_writes: int = 8
+    #: How long a batch may wait for a write slot before it is refused with RESOURCE_EXHAUSTED
+    #: (the sensor keeps it and retries later).
+    write_wait: float = 30.0
+
+
+class RateLimiter:
+    """A token bucket per sensor: ``rate`` rows/s with a burst of two seconds' worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate * 2
+        self.stamp = time.monotonic()
+
+    def delay(self, rows: int) -> float:
+        """Take ``rows`` tokens; return how long to wait for them to be earned."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.rate * 2, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= rows
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+@dataclass
 class IngestStats:
     streams: int = 0
     active: int = 0
@@ -49,6 +86,8 @@ class IngestStats:
     rejected: int = 0
     unauthenticated: int = 0
     denied: int = 0
+    shed: int = 0
+    throttled_seconds: float = 0.0
 
 
 def _valid_id(value: str) -> bool:
@@ -57,11 +96,17 @@ def _valid_id(value: str) -> bool:
 
 class IngestService(wire_pb2_grpc.IngestServicer):
     def __init__(
-        self, store: GraphStore, plugins: CollectorPlugins, auth: Authenticator | None = None
+        self,
+        store: GraphStore,
+        plugins: CollectorPlugins,
+        auth: Authenticator | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.plugins = plugins
         self.auth = auth or Authenticator()
+        self.limits = limits or Limits()
+        self._writes_sem = asyncio.Semaphore(self.limits.max_writes)
         self.stats = IngestStats()
         kill = os.environ.get(FAULT_KILL_AFTER, "")
         self._kill_after = int(kill) if kill.isdigit() else 0
@@ -77,6 +122,13 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         context: Context,
     ) -> AsyncIterator[wire_pb2.Ack]:
         self.stats.streams += 1
+        if self.stats.active >= self.limits.max_streams:
+            self.stats.shed += 1
+            await self._reject(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the collector serves {self.limits.max_streams} sensors already; retry later or add a replica",
+            )
         self.stats.active += 1
         try:
             async for ack in self._stream(request_iterator, context):
@@ -146,6 +198,7 @@ class IngestService(wire_pb2_grpc.IngestServicer):
             acked,
         )
         yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=acked)
+        limiter = RateLimiter(self.limits.rows_per_second)
         async for env in request_iterator:
             if env.sensor_id != sensor.id or env.epoch != sensor.epoch:
                 await self._reject(
@@ -155,9 +208,30 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                 )
             try:
                 if env.HasField("batch"):
-                    outcome = await self.store.apply(
-                        sensor, env.seq, self._writes(sensor, env.batch), dict(env.batch.counters)
-                    )
+                    wait = limiter.delay(len(env.batch.handshakes) + len(env.batch.extensions))
+                    if wait > 0:
+                        self.stats.throttled_seconds += wait
+                        await asyncio.sleep(wait)  # backpressure: the ack comes later
+                    try:
+                        await asyncio.wait_for(
+                            self._writes_sem.acquire(), timeout=self.limits.write_wait
+                        )
+                    except TimeoutError:
+                        self.stats.shed += 1
+                        await self._reject(
+                            context,
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            "the graph database is too slow to take more writes; the sensor keeps its batches and retries",
+                        )
+                    try:
+                        outcome = await self.store.apply(
+                            sensor,
+                            env.seq,
+                            self._writes(sensor, env.batch),
+                            dict(env.batch.counters),
+                        )
+                    finally:
+                        self._writes_sem.release()
                     self.stats.batches += 1
                 elif env.HasField("gap"):
                     outcome = await self.store.gap(sensor, env.seq, env.gap)

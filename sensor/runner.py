@@ -42,6 +42,9 @@ from net_gazer.v1 import wire_pb2
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 2048
+#: Items per batch at most: one batch is one graph query, and one gRPC message well below the
+#: collector's size limit.
+MAX_BATCH_ITEMS = 5_000
 
 
 def machine_id() -> str:
@@ -85,11 +88,14 @@ class Sensor:
         return self.contexts[name]
 
     def emit(self, plugin: str, message: Message) -> None:
+        batch = self.batch
         if isinstance(message, wire_pb2.HandshakeRow):
-            self.batch.handshakes.append(message)
+            batch.handshakes.append(message)
         else:
-            ext = self.batch.extensions.add(plugin=plugin)
+            ext = batch.extensions.add(plugin=plugin)
             ext.payload.Pack(message)
+        if len(batch.handshakes) + len(batch.extensions) >= MAX_BATCH_ITEMS:
+            self.cut()  # FalkorDB writes best in batches of 1-5k rows; messages stay small
 
     def direction(self, client: str, server: str) -> int:
         key = (client, server)
