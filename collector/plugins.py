@@ -66,7 +66,12 @@ class CollectorPlugins:
         self.host.safecall("ng_web_routes", ctx=self.ctx, app=app)
 
     def describe(self) -> list[dict[str, Any]]:
-        return [p.as_dict() for p in self.host.plugins()]
+        out = []
+        for p in self.host.plugins():
+            item = p.as_dict()
+            item["counters"] = dict(self.ctx(p.name).counters)
+            out.append(item)
+        return out
 
 
 def load(

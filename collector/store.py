@@ -24,8 +24,9 @@ from typing import Any
 import redis.exceptions
 from falkordb.asyncio import FalkorDB
 
+from net_gazer.collector.cypher import with_params
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
-from net_gazer.netaddr import scope_of
+from net_gazer.netaddr import GLOBAL_SCOPE, addr_info, scope_of
 from net_gazer.v1 import wire_pb2
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,18 @@ class StoreStats:
 Enricher = Callable[[str, str, dict[str, Any]], None]
 
 
-def host_row(ip: str, site: str, ts: float, props: dict[str, Any]) -> dict[str, Any]:
-    import ipaddress
+#: Seconds between two refreshes of one host's last_seen by one collector: hosts recur in every
+#: batch, and re-merging each of them each time would halve the write rate.
+HOST_REFRESH = 60.0
 
-    addr = ipaddress.ip_address(ip)
+
+def host_row(ip: str, site: str, ts: float, props: dict[str, Any]) -> dict[str, Any]:
+    canonical, family, is_global = addr_info(ip)
     return {
-        "ip": str(addr),
-        "scope": scope_of(ip, site),
-        "family": addr.version,
-        "private": not addr.is_global,
+        "ip": canonical,
+        "scope": GLOBAL_SCOPE if is_global else site,
+        "family": family,
+        "private": not is_global,
         "ts": ts,
         "props": props,
     }
@@ -128,6 +132,7 @@ class GraphStore:
         self.stats = StoreStats()
         self.enrich: Enricher | None = None
         self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
+        self._host_written: dict[tuple[str, str], float] = {}
 
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
@@ -218,6 +223,7 @@ class GraphStore:
         return str(epoch), int(acked)
 
     def _hosts(self, sensor: SensorInfo, writes: list[GraphWrite]) -> list[dict[str, Any]]:
+        """Host rows to write: new hosts, and known ones whose last_seen is HOST_REFRESH old."""
         latest: dict[str, float] = {}
         for w in writes:
             for ip, ts in w.hosts:
@@ -226,6 +232,9 @@ class GraphStore:
         rows = []
         for ip, ts in latest.items():
             scope = scope_of(ip, sensor.site)
+            written = self._host_written.get((scope, ip))
+            if written is not None and ts - written < HOST_REFRESH:
+                continue
             props = self._enriched.get((scope, ip))
             if props is None:
                 props = {}
@@ -236,6 +245,12 @@ class GraphStore:
                 self._enriched[(scope, ip)] = props
             rows.append(host_row(ip, sensor.site, ts, props))
         return rows
+
+    def _hosts_written(self, rows: list[dict[str, Any]]) -> None:
+        if len(self._host_written) > 1_000_000:
+            self._host_written.clear()
+        for r in rows:
+            self._host_written[(r["scope"], r["ip"])] = r["ts"]
 
     async def apply(
         self,
@@ -261,9 +276,10 @@ class GraphStore:
             params[name] = w.rows
             parts.append(w.bind(name))
         start = time.perf_counter()
-        res = await self.graph.query("\n".join(parts), params)
+        res = await self.graph.query(with_params("\n".join(parts), params))
         self.stats.write_seconds += time.perf_counter() - start
         if res.properties_set > 0:
+            self._hosts_written(params["hosts"])
             self.stats.batches += 1
             self.stats.rows += sum(len(w.rows) for w in writes)
             return Outcome.APPLIED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import shutil
@@ -31,9 +32,17 @@ def canonical(ip: str) -> str:
     return str(ipaddress.ip_address(ip))
 
 
+@functools.lru_cache(maxsize=65_536)
+def addr_info(ip: str) -> tuple[str, int, bool]:
+    """(canonical text, family, globally routable) of an address; ValueError if it is none.
+    Cached: the collector sees the same addresses over and over."""
+    addr = ipaddress.ip_address(ip)
+    return str(addr), addr.version, addr.is_global
+
+
 def scope_of(ip: str, site: str) -> str:
     """``"global"`` for globally routable addresses, else the sensor's site (DESIGN.md schema)."""
-    return GLOBAL_SCOPE if ipaddress.ip_address(ip).is_global else site
+    return GLOBAL_SCOPE if addr_info(ip)[2] else site
 
 
 def parse_networks(items: Iterable[str]) -> list[IPNetwork]:

@@ -22,7 +22,7 @@ from typing import Any
 from net_gazer.collector import hookimpl as collector_hookimpl
 from net_gazer.collector.context import CollectorContext
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
-from net_gazer.netaddr import scope_of
+from net_gazer.netaddr import GLOBAL_SCOPE, addr_info
 from net_gazer.sensor import hookimpl
 from net_gazer.sensor.context import PluginContext
 from net_gazer.sensor.handshake import HandshakeEvent, Kind
@@ -260,12 +260,25 @@ def ng_graph_writes(
         return None
     rows: dict[tuple[str, str, int], dict[str, Any]] = {}
     hosts: list[tuple[str, float]] = []
+    site = sensor.site
     for h in batch.handshakes:
+        try:
+            client, _, client_global = addr_info(h.client)
+            server, _, server_global = addr_info(h.server)
+        except ValueError:
+            ctx.count("rows_rejected")  # a malformed row is counted and skipped, never fatal
+            ctx.log.warning(
+                "sensor %s sent a handshake row without valid addresses; skipped", sensor.id
+            )
+            continue
+        if not 0 < h.dport <= 65535:
+            ctx.count("rows_rejected")
+            continue
         row: dict[str, Any] = {
-            "c": h.client,
-            "s": h.server,
-            "cs": scope_of(h.client, sensor.site),
-            "ss": scope_of(h.server, sensor.site),
+            "c": client,
+            "s": server,
+            "cs": GLOBAL_SCOPE if client_global else site,
+            "ss": GLOBAL_SCOPE if server_global else site,
             "dport": h.dport,
             "proto": "tcp" if h.proto in (0, 6) else str(h.proto),
             "dir": DIRECTIONS.get(h.direction, "unknown"),
@@ -286,11 +299,11 @@ def ng_graph_writes(
             "cmax": h.client_rtt.max_ms,
             "cn": h.client_rtt.samples,
         }
-        key = (h.client, h.server, h.dport)
+        key = (client, server, h.dport)
         if key in rows:
             _merge_into(rows[key], row)
         else:
             rows[key] = row
-        hosts.append((h.client, h.last_seen))
-        hosts.append((h.server, h.last_seen))
+        hosts.append((client, h.last_seen))
+        hosts.append((server, h.last_seen))
     return [GraphWrite(cypher=CONNECTS_CYPHER, rows=list(rows.values()), hosts=hosts)]
