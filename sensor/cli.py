@@ -162,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sensor = runner.build(cfg)
         from net_gazer.sensor import privileges
 
-        privileges.drop_if_root(cfg.user, [sensor.outbox.spool.dir] if sensor.outbox.spool else [])
+        privileges.drop_if_root(
+            cfg.user, [sensor.outbox.spool.dir] if sensor.outbox.spool else [], warn=not cfg.replay
+        )
 
         async def go() -> int:
             stop = asyncio.Event()

@@ -121,8 +121,9 @@ def drop(user: pwd.struct_passwd, writable: list[Path]) -> None:
     log.info("running as %s with only CAP_NET_RAW and CAP_NET_ADMIN", user.pw_name)
 
 
-def drop_if_root(configured: str, writable: list[Path]) -> None:
-    """The sensor's start-up step: drop when running as root, warn when there is no user to become."""
+def drop_if_root(configured: str, writable: list[Path], *, warn: bool = True) -> None:
+    """The sensor's start-up step: drop when running as root, warn when there is no user to become
+    (``warn`` is off for replays, which need no capture privileges)."""
     if os.geteuid() != 0:
         if configured and pwd.getpwuid(os.geteuid()).pw_name != configured:
             raise UserError(
@@ -131,6 +132,8 @@ def drop_if_root(configured: str, writable: list[Path]) -> None:
         return
     user = target_user(configured)
     if user is None:
+        if not warn:
+            return
         log.warning(
             "running as root: create the %s system user (the .deb does) or give --user, so the sensor "
             "keeps only CAP_NET_RAW and CAP_NET_ADMIN after opening its sockets", DEFAULT_USER,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import redis.exceptions
 from falkordb import FalkorDB
 
 
@@ -26,7 +27,12 @@ class GraphReader:
         return g
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
-        return list(self._graph().ro_query(cypher, params or {}).result_set)
+        try:
+            return list(self._graph().ro_query(cypher, params or {}).result_set)
+        except redis.exceptions.ResponseError as exc:
+            if "empty key" in str(exc):
+                return []  # no sensor has written yet: the graph does not exist
+            raise
 
     def ping(self) -> bool:
         try:
