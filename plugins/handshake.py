@@ -70,6 +70,12 @@ def ng_bpf_filter(ctx: PluginContext) -> str | None:
 
 @hookimpl
 def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
+    if event.kind is Kind.SYN or event.kind is Kind.SYNACK:
+        # An attempt is counted with its verdict (the tracker gives every attempt exactly one:
+        # completed, refused, unanswered or abandoned), so the attempt and its outcome always
+        # travel in one row: a SYN counted in one flush and folded there cannot leave its
+        # completion in the next flush with attempts 0. A SYN+ACK makes no row either.
+        return
     rows = _table(ctx)
     key = (event.client, event.server, event.port)
     agg = rows.get(key)
@@ -81,9 +87,8 @@ def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
         agg.first = min(agg.first, event.ts)
         agg.last = max(agg.last, event.ts)
     kind = event.kind
-    if kind is Kind.SYN:
-        agg.attempts += 1
-    elif kind is Kind.COMPLETED:
+    agg.attempts += 1
+    if kind is Kind.COMPLETED:
         agg.completed += 1
         agg.syn_retransmits += event.syn_retransmits
         if event.rtt is not None:
@@ -110,6 +115,7 @@ def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
 @hookimpl
 def ng_tick(ctx: PluginContext, now: float, final: bool) -> None:
     _send(ctx)
+    ctx.state["unverified_sent"] = 0  # a new interval, a new budget
 
 
 #: Rows per flush whose client never completed a handshake ("unverified": attempts, refusals,
@@ -149,10 +155,17 @@ def _fold(rows: Rows, budget: int) -> Rows:
 def _send(ctx: PluginContext) -> None:
     rows = _table(ctx)
     budget = int(ctx.config.get("max_unverified_rows", MAX_UNVERIFIED_ROWS))
+    # The budget is per flush interval: the early sends (MAX_ROWS) draw on the same budget as
+    # the tick, or a flood would get budget rows itemized per MAX_ROWS rows it causes.
+    used = int(ctx.state.get("unverified_sent", 0))
+    left = max(0, budget - used)
+    unverified = sum(1 for a in rows.values() if not a.completed)
     out = rows
-    if len(rows) > budget and sum(1 for a in rows.values() if not a.completed) > budget:
-        out = _fold(rows, budget)
+    if unverified > left:
+        out = _fold(rows, left)
         ctx.count("unverified_rows_folded", len(rows) - len(out))
+        unverified = left
+    ctx.state["unverified_sent"] = used + unverified
     for (client, server, port), a in out.items():
         ctx.emit(
             wire_pb2.HandshakeRow(

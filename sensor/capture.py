@@ -74,7 +74,10 @@ class Handle:
     filter: str = ""
 
     @classmethod
-    def open_live(cls, name: str, role: str, index: int, snaplen: int) -> Handle:
+    def open_live(
+        cls, name: str, role: str, index: int, snaplen: int, buffer_bytes: int = 0
+    ) -> Handle:
+        """``buffer_bytes`` sizes the kernel capture ring (0: libpcap's default, 2 MiB)."""
         if os.path.exists(name) and not os.path.exists(f"/sys/class/net/{name}"):
             raise ConfigError(f"{name!r} is a file, not an interface; replay files with -r/--read")
         if name != "any" and not os.path.exists(f"/sys/class/net/{name}"):
@@ -82,7 +85,10 @@ class Handle:
                 f"interface {name!r} does not exist on this host; list the interfaces with 'ip link'"
             )
         try:
-            pc = pcap.pcap(name=name, snaplen=snaplen, promisc=False, immediate=True, timeout_ms=50)
+            pc = pcap.pcap(
+                name=name, snaplen=snaplen, promisc=False, immediate=True, timeout_ms=50,
+                buffer_size=buffer_bytes,
+            )  # fmt: skip
         except OSError as exc:
             text = str(exc)
             if "ermission" in text or "not permitted" in text:

@@ -232,7 +232,9 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
                 )
             names = [Interface(dev)]
         for index, iface in enumerate(names):
-            handles.append(Handle.open_live(iface.name, iface.role, index, cfg.snaplen))
+            handles.append(
+                Handle.open_live(iface.name, iface.role, index, cfg.snaplen, cfg.capture_buffer)
+            )
     if cfg.local_networks:
         local = NetworkSet(cfg.local_networks)
     elif cfg.read is None:
@@ -524,7 +526,9 @@ async def _live(sensor: Sensor, stop: asyncio.Event) -> None:
                 merger.add(position, h.read(READ_CHUNK))
         if merger is not None:
             merger.flush()
-    sensor.tick(time.time(), final=True)  # after the last frames, so their events travel too
+    # After the last frames, so their events travel too; pending attempts get their verdict now,
+    # as at the end of a replay (a restarted sensor could not match their answers anyway).
+    sensor.tick(time.time(), final=True, close=True)
 
 
 def install_signals(stop: asyncio.Event) -> None:
