@@ -14,10 +14,42 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+#: A TCP server for lab namespaces: accepts, reads a little, closes. Prints "ready" once listening.
+ACCEPT_LOOP = """
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1024)
+print('ready', flush=True)
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    try:
+        c.recv(100)
+    except OSError:
+        pass
+    c.close()
+"""
+
+#: N sequential TCP connections (a refused one is fine: that is a RST to count).
+CONNECT = """
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(n):
+    try:
+        c = socket.create_connection((host, port), timeout=5)
+        c.sendall(b'hello')
+        c.close()
+    except ConnectionRefusedError:
+        pass
+"""
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -53,6 +85,27 @@ class Lab:
             proc = subprocess.Popen(["ip", "netns", "exec", ns, *args], **kw)
         self.procs.append(proc)
         return proc
+
+    def tcp_server(self, ns: str, host: str, port: int) -> subprocess.Popen[Any]:
+        """Start ACCEPT_LOOP in ``ns`` and wait until it listens."""
+        proc = self.popen(
+            ns,
+            sys.executable,
+            "-c",
+            ACCEPT_LOOP,
+            host,
+            str(port),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", (
+            "TCP server did not start"
+        )
+        return proc
+
+    def connect(self, ns: str, host: str, port: int, n: int) -> None:
+        """Make ``n`` real TCP connections from ``ns``."""
+        self.run(ns, sys.executable, "-c", CONNECT, host, str(port), str(n))
 
     def link(self, a: str, a_if: str, a_addr: str, b: str, b_if: str, b_addr: str) -> None:
         """A veth pair between namespaces a and b, with addresses (CIDR), offloads off so that

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from conftest import PCAPS, connects, expected, graph_query, tool
 from netns import Lab
 from test_e2e import assert_graph_matches
 from test_ingest import row
-from test_live import ACCEPT_LOOP, CONNECT, start_collector, wait_for
+from test_live import start_collector, wait_for
 
 from net_gazer.collector import plugins as collector_plugins
 from net_gazer.collector.embedded import EmbeddedFalkorDB
@@ -110,17 +109,7 @@ def test_sensor_restart_with_its_spool_on_disk(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     with Lab() as lab:
         ns = lab.ns("spool")
-        srv = lab.popen(
-            ns,
-            sys.executable,
-            "-c",
-            ACCEPT_LOOP,
-            "127.0.0.1",
-            "8083",
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+        lab.tcp_server(ns, "127.0.0.1", 8083)
         args = [
             "-i",
             "lo",
@@ -138,7 +127,7 @@ def test_sensor_restart_with_its_spool_on_disk(tmp_path: Path) -> None:
             ns, tool("net-gazer-sensor"), "--collector", "127.0.0.1:50999", *args, log=log1
         )
         wait_for(log1, "cannot deliver to the collector", first)
-        lab.run(ns, sys.executable, "-c", CONNECT, "127.0.0.1", "8083", "7")
+        lab.connect(ns, "127.0.0.1", 8083, 7)
         deadline = time.monotonic() + 10
         while not list((spool / "spooler").glob("*.env")):
             assert time.monotonic() < deadline, log1.read_text()
@@ -154,7 +143,7 @@ def test_sensor_restart_with_its_spool_on_disk(tmp_path: Path) -> None:
         )
         wait_for(log2, "connected to collector", second)
         assert f"resuming epoch {epoch}" in log2.read_text()
-        lab.run(ns, sys.executable, "-c", CONNECT, "127.0.0.1", "8083", "5")
+        lab.connect(ns, "127.0.0.1", 8083, 5)
         time.sleep(0.5)
         assert lab.stop(second) == 0, log2.read_text()
         edge = connects(url, "net_gazer")[("127.0.0.1", "127.0.0.1", 8083)]

@@ -71,22 +71,6 @@ LIVE_TIME_LIMIT = 30.0  # the flood stops after this many seconds, whatever happ
 #: the measurement, as for the replay.
 LIVE_RSS_BOUND_MIB = 480
 
-ACCEPT_LOOP = """
-import socket, sys
-s = socket.socket(socket.AF_INET)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(1024)
-print('ready', flush=True)
-while True:
-    c, _ = s.accept()
-    c.settimeout(5)
-    try:
-        c.recv(100)
-    except OSError:
-        pass
-    c.close()
-"""
 
 # Spoofed SYNs through a raw socket (IPPROTO_RAW implies IP_HDRINCL), paced at RATE, stopping at
 # COUNT or after LIMIT seconds. It refuses to run in the test's own network namespace (given as the
@@ -402,11 +386,7 @@ def test_live_flood_through_gateway_keeps_real_handshakes(
             lab.run(gw, "sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0")
         lab.run(gw, "ip", "route", "add", "10.0.0.0/8", "via", CLIENT)
 
-        srv = lab.popen(
-            server, sys.executable, "-c", ACCEPT_LOOP, SERVER, str(PORT),
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+        lab.tcp_server(server, SERVER, PORT)
         ready = tmp_path / "ready.json"
         col = lab.popen(
             gw, tool("net-gazer-collector"), "--graph-url", falkordb_url, "--graph", graph_name,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,31 +26,6 @@ pytestmark = pytest.mark.root
 SERVER = "198.51.100.2"
 CLIENT = "192.168.77.2"
 N = 12
-
-ACCEPT_LOOP = """
-import socket, sys
-s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(128)
-print('ready', flush=True)
-while True:
-    c, _ = s.accept()
-    c.recv(100)
-    c.close()
-"""
-
-CONNECT = """
-import socket, sys
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for _ in range(n):
-    try:
-        c = socket.create_connection((host, port), timeout=5)
-        c.sendall(b'hello')
-        c.close()
-    except ConnectionRefusedError:
-        pass
-"""
 
 
 @pytest.fixture
@@ -117,10 +91,7 @@ def gateway(lab: Lab, *, nat: bool) -> tuple[str, str, str]:
 @pytest.mark.parametrize("nat", [False, True], ids=["routed", "nat"])
 def test_live_gateway_counts_each_handshake_once(lab: Lab, tmp_path: Path, nat: bool) -> None:
     client, gw, server = gateway(lab, nat=nat)
-    srv = lab.popen(
-        server, sys.executable, "-c", ACCEPT_LOOP, SERVER, "8080", stdout=subprocess.PIPE, text=True
-    )
-    assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+    lab.tcp_server(server, SERVER, 8080)
     port, url = start_collector(lab, gw, tmp_path)
     sensor, log = start_sensor(
         lab,
@@ -136,8 +107,8 @@ def test_live_gateway_counts_each_handshake_once(lab: Lab, tmp_path: Path, nat: 
         "--local-networks",
         "192.168.77.0/24",
     )
-    lab.run(client, sys.executable, "-c", CONNECT, SERVER, "8080", str(N))
-    lab.run(client, sys.executable, "-c", CONNECT, SERVER, "9", "1")  # closed port: RST
+    lab.connect(client, SERVER, 8080, N)
+    lab.connect(client, SERVER, 9, 1)  # closed port: RST
     time.sleep(0.5)
     assert lab.stop(sensor) == 0, log.read_text()
 
@@ -166,21 +137,11 @@ def test_live_gateway_counts_each_handshake_once(lab: Lab, tmp_path: Path, nat: 
 
 def test_live_sensor_excludes_its_own_collector_connection(lab: Lab, tmp_path: Path) -> None:
     ns = lab.ns("lo")
-    srv = lab.popen(
-        ns,
-        sys.executable,
-        "-c",
-        ACCEPT_LOOP,
-        "127.0.0.1",
-        "8081",
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+    lab.tcp_server(ns, "127.0.0.1", 8081)
     port, url = start_collector(lab, ns, tmp_path)
     # The sensor opens its capture before it connects, so its own SYN would be seen on lo.
     sensor, log = start_sensor(lab, ns, tmp_path, port, "-i", "lo", "--sensor-id", "self")
-    lab.run(ns, sys.executable, "-c", CONNECT, "127.0.0.1", "8081", "3")
+    lab.connect(ns, "127.0.0.1", 8081, 3)
     time.sleep(0.5)
     assert lab.stop(sensor) == 0, log.read_text()
     edges = connects(url, "net_gazer")

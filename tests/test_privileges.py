@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import connects
 from netns import Lab
-from test_live import ACCEPT_LOOP, CONNECT, start_collector, wait_for
+from test_live import start_collector, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -48,10 +48,7 @@ def test_root_sensor_drops_to_nobody_with_two_capabilities(tmp_path: Path) -> No
     try:
         with Lab() as lab:
             ns = lab.ns("priv")
-            srv = lab.popen(
-                ns, sys.executable, "-c", ACCEPT_LOOP, "127.0.0.1", "8082", stdout=-1, text=True
-            )
-            assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+            lab.tcp_server(ns, "127.0.0.1", 8082)
             port, url = start_collector(lab, ns, tmp_path)
             log = tmp_path / "sensor.log"
             sensor = lab.popen(
@@ -70,7 +67,7 @@ def test_root_sensor_drops_to_nobody_with_two_capabilities(tmp_path: Path) -> No
             assert status["NoNewPrivs"] == "1"
             assert "running as nobody with only CAP_NET_RAW and CAP_NET_ADMIN" in log.read_text()
             # It still captures and delivers, and its spool belongs to nobody now.
-            lab.run(ns, sys.executable, "-c", CONNECT, "127.0.0.1", "8082", "4")
+            lab.connect(ns, "127.0.0.1", 8082, 4)
             time.sleep(0.3)
             assert lab.stop(sensor) == 0, log.read_text()
             edges = connects(url, "net_gazer")
