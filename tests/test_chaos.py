@@ -21,6 +21,7 @@ from test_live import start_collector, wait_for
 
 from net_gazer.collector import plugins as collector_plugins
 from net_gazer.collector.embedded import EmbeddedFalkorDB
+from net_gazer.collector.graphwrite import SensorInfo
 from net_gazer.collector.ingest import IngestService
 from net_gazer.collector.store import GraphStore
 from net_gazer.sensor.spool import Spool
@@ -212,3 +213,56 @@ async def test_spool_past_its_bound_announces_a_gap_and_delivers_the_rest_once(
     )
     assert (acked, gaps, lost_envelopes) == (25, 1, 16)
     assert not list(spool_dir.glob("*.env"))
+
+
+async def test_collector_that_lost_acknowledged_data_gets_a_gap(
+    tmp_path: Path, falkordb_url: str, graph_name: str
+) -> None:
+    """A graph restored from an old backup holds a lower mark than the sensor had acknowledged:
+    the sensor announces the hole as a gap instead of being refused forever."""
+    store = GraphStore.connect(falkordb_url, graph_name)
+    await store.ensure_schema()
+    server = grpc.aio.server()
+    wire_pb2_grpc.add_IngestServicer_to_server(
+        IngestService(store, collector_plugins.load(graph_name)), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        spool = Spool(tmp_path / "spool", "restored")
+        outbox = Outbox.open("restored", 100, max_bytes=1 << 30, spool=spool)
+        for i in range(6):
+            outbox.add(wire_pb2.Batch(handshakes=[row(client=f"10.3.0.{i + 1}")]))
+        # The graph knows this epoch only up to seq 2 (as if restored from an old backup), while
+        # the sensor's spool says seqs 1-4 were acknowledged: only 5 and 6 remain.
+        sensor = SensorInfo(id="restored", site="restored", epoch=outbox.epoch)
+        await store.hello(sensor, wire_pb2.Hello())
+        plugins = collector_plugins.load(graph_name)
+        for seq in (1, 2):
+            await store.apply(
+                sensor, seq, plugins.graph_writes(sensor, outbox.pending[seq - 1].batch)
+            )
+        outbox.ack(4)
+        streamer = Streamer(f"127.0.0.1:{port}", outbox, lambda: wire_pb2.Hello(protocol_minor=1))
+        streamer.start()
+        try:
+
+            async def drained() -> None:
+                while len(outbox):
+                    outbox.changed.clear()
+                    await outbox.changed.wait()
+
+            await asyncio.wait_for(drained(), timeout=20)
+        finally:
+            await streamer.stop()
+    finally:
+        await server.stop(grace=None)
+        await store.close()
+    [[acked, gaps, lost]] = graph_query(
+        falkordb_url,
+        graph_name,
+        "MATCH (s:Sensor {id: 'restored'}) RETURN s.acked_seq, s.gaps, s.lost_envelopes",
+    )
+    assert (acked, gaps, lost) == (6, 1, 2)
+    clients = {c for c, _, _ in connects(falkordb_url, graph_name)}
+    assert clients == {"10.3.0.1", "10.3.0.2", "10.3.0.5", "10.3.0.6"}
