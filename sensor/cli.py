@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         async def go() -> int:
             stop = asyncio.Event()
-            runner.install_signals(stop)
+            runner.install_signals(stop, sensor)
             return await runner.run(sensor, stop)
 
         return asyncio.run(go())

@@ -65,6 +65,10 @@ class SensorConfig:
     tls_key: Path | None = None
     tls_server_name: str = ""
     token: str = ""
+    #: Per-call time budget of each plugin hook, seconds ([plugins] budget_ms).
+    plugin_budget: float = 0.25
+    #: Settings given by flags, which a reload (SIGHUP) must not override with the file's.
+    pinned: set[str] = field(default_factory=set)
     #: The user a sensor started as root becomes after opening its sockets ("" = net-gazer if
     #: that user exists).
     user: str = ""
@@ -161,6 +165,7 @@ def load(args: Any) -> SensorConfig:
             cfg.local_networks = parse_networks(args.local_networks.split(","))
         except ValueError as exc:
             raise ConfigError(f"--local-networks: {exc}") from None
+        cfg.pinned.add("local_networks")
     if args.collector:
         cfg.collector = args.collector
     if args.sensor_id:
@@ -189,6 +194,15 @@ def load(args: Any) -> SensorConfig:
     if args.user:
         cfg.user = args.user
     return _validate(cfg)
+
+
+def reload(cfg: SensorConfig) -> SensorConfig:
+    """The configuration file read again (SIGHUP): a fresh config from the file alone, for the
+    caller to take the reloadable parts from. Raises ConfigError like start-up does."""
+    fresh = SensorConfig()
+    if cfg.config_file is not None:
+        _apply_file(fresh, _load_toml(cfg.config_file), str(cfg.config_file))
+    return fresh
 
 
 def _read_token(path: Path) -> str:
@@ -252,6 +266,11 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
     if data.get("token_file"):
         cfg.token = _read_token(Path(_typed(data, "token_file", str, where)))
     plugins = _typed(data, "plugins", dict, where) if "plugins" in data else {}
+    if "budget_ms" in plugins:
+        budget = float(_typed(plugins, "budget_ms", (int, float), f"{where} [plugins]"))
+        if not 1 <= budget <= 60_000:
+            raise ConfigError(f"{where} [plugins]: budget_ms must be between 1 and 60000")
+        cfg.plugin_budget = budget / 1000
     for key in ("allow", "block"):
         if key in plugins:
             setattr(

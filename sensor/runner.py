@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.message import Message
 
 from net_gazer import PROTOCOL_MINOR, __version__, pluginhost
-from net_gazer.errors import UserError
+from net_gazer.errors import ConfigError, UserError
 from net_gazer.netaddr import (
     PRIVATE_NETWORKS,
     NetworkSet,
@@ -31,6 +31,7 @@ from net_gazer.netaddr import (
 from net_gazer.sensor import PROJECT, hookspecs
 from net_gazer.sensor.capture import Frames, Handle, bpf_union, exclusion_for
 from net_gazer.sensor.config import SensorConfig, parse_hostport
+from net_gazer.sensor.config import reload as reload_config
 from net_gazer.sensor.context import PluginContext
 from net_gazer.sensor.decode import decode
 from net_gazer.sensor.handshake import HandshakeTracker, TrackerConfig
@@ -138,6 +139,34 @@ class Sensor:
             replay=self.cfg.replay,
         )
 
+    def reload(self) -> None:
+        """SIGHUP: take plugin settings, budgets and prefix lists from the config file again.
+        Interfaces and the collector need a restart. A bad file changes nothing."""
+        cfg = self.cfg
+        if cfg.config_file is None:
+            log.warning("SIGHUP: no configuration file to reload")
+            return
+        try:
+            fresh = reload_config(cfg)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        cfg.plugin_config = fresh.plugin_config
+        for name, ctx in self.contexts.items():
+            ctx.config = cfg.plugin_config.get(name, {})
+        cfg.plugin_budget = self.host.budget = fresh.plugin_budget
+        if "local_networks" not in cfg.pinned and fresh.local_networks:
+            cfg.local_networks = fresh.local_networks
+            self.local = NetworkSet(fresh.local_networks)
+            self._direction_cache.clear()
+        if [i.name for i in fresh.interfaces] and [i.name for i in fresh.interfaces] != [
+            h.name for h in self.handles
+        ]:
+            log.warning(
+                "the configuration names other interfaces now; changing interfaces needs a restart"
+            )
+        log.info("reloaded plugin settings, budgets and prefix lists from %s", cfg.config_file)
+
     # -- the packet path --------------------------------------------------------------------
     def process(self, handle: Handle, frames: Frames, offset: float = 0.0) -> None:
         counters = self.counters
@@ -213,6 +242,7 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
         block=cfg.plugins_block,
         extra=extra_plugins or (),
     )
+    host.budget = cfg.plugin_budget
     if not host.infos:
         raise UserError("no sensor plugin is loaded; check [plugins] allow/block and NG_PLUGINS_*")
     # Open captures first: errors about interfaces and permissions come before anything else.
@@ -531,7 +561,9 @@ async def _live(sensor: Sensor, stop: asyncio.Event) -> None:
     sensor.tick(time.time(), final=True, close=True)
 
 
-def install_signals(stop: asyncio.Event) -> None:
+def install_signals(stop: asyncio.Event, sensor: Sensor | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if sensor is not None:
+        loop.add_signal_handler(signal.SIGHUP, sensor.reload)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -148,3 +149,31 @@ def test_live_sensor_excludes_its_own_collector_connection(lab: Lab, tmp_path: P
     assert set(edges) == {("127.0.0.1", "127.0.0.1", 8081)}
     assert edges[("127.0.0.1", "127.0.0.1", 8081)]["count"] == 3
     assert f"not (tcp and host 127.0.0.1 and port {port})" in log.read_text()
+
+
+def test_sighup_reloads_prefix_lists_and_survives_a_bad_file(lab: Lab, tmp_path: Path) -> None:
+    ns = lab.ns("hup")
+    lab.tcp_server(ns, "127.0.0.1", 8084)
+    port, url = start_collector(lab, ns, tmp_path)
+    config = tmp_path / "sensor.toml"
+    config.write_text('local_networks = ["10.9.0.0/16"]\n')
+    sensor, log = start_sensor(
+        lab, ns, tmp_path, port, "-i", "lo", "--sensor-id", "hup", "-c", str(config)
+    )
+    lab.connect(ns, "127.0.0.1", 8084, 2)
+    time.sleep(0.5)  # a flush: these rows go out with the old prefix list
+    # A broken file is refused and changes nothing.
+    config.write_text("local_networks = [\n")
+    sensor.send_signal(signal.SIGHUP)
+    wait_for(log, "reload failed, keeping the running configuration", sensor)
+    config.write_text('local_networks = ["127.0.0.0/8"]\n')
+    sensor.send_signal(signal.SIGHUP)
+    wait_for(log, "reloaded plugin settings, budgets and prefix lists", sensor)
+    lab.connect(ns, "127.0.0.1", 8084, 1)
+    time.sleep(0.5)
+    assert lab.stop(sensor) == 0, log.read_text()
+    [[count, direction]] = graph_query(
+        url, "net_gazer", "MATCH ()-[e:CONNECTS {dport: 8084}]->() RETURN e.count, e.direction"
+    )
+    # The edge keeps the latest direction: the reload took effect and the sensor kept running.
+    assert (count, direction) == (3, "internal")
