@@ -58,7 +58,10 @@ MERGE (s:Sensor {id: $sid})
 ON CREATE SET s.first_seen = $now, s.epoch = $epoch, s.acked_seq = 0, s.lost_envelopes = 0,
   s.lost_items = 0, s.gaps = 0, s.batches = 0
 WITH s, s.machine_id AS previous_machine
-SET s.acked_seq = CASE WHEN s.epoch = $epoch THEN s.acked_seq ELSE 0 END
+SET s.acked_seq = CASE WHEN s.epoch = $epoch THEN s.acked_seq ELSE 0 END,
+  s.machine_id_conflicts = coalesce(s.machine_id_conflicts, 0) + CASE
+    WHEN previous_machine IS NOT NULL AND previous_machine <> '' AND $machine_id <> ''
+      AND previous_machine <> $machine_id THEN 1 ELSE 0 END
 SET s.epoch = $epoch, s.hostname = $hostname, s.machine_id = $machine_id, s.version = $version,
   s.ifaces = $ifaces, s.site = $site, s.last_seen = $now, s.plugins = $plugins,
   s.replay = $replay, s.local_networks = $local_networks

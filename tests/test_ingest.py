@@ -199,3 +199,20 @@ async def test_many_distinct_keys_in_one_batch_keep_their_own_properties(
             and edge["attempts"] == r.attempts
             and edge["rtt_samples"] == r.rtt.samples
         )
+
+
+async def test_two_machines_claiming_one_sensor_id_are_flagged(
+    ingest: tuple[str, GraphStore], falkordb_url: str, graph_name: str
+) -> None:
+    address, _ = ingest
+    await exchange(address, [hello()])
+    await exchange(address, [hello()])  # the same machine again: no conflict
+    other = hello(epoch="e2")
+    other.hello.machine_id = "another-machine"
+    await exchange(address, [other])
+    [[conflicts, machine]] = graph_query(
+        falkordb_url,
+        graph_name,
+        "MATCH (s:Sensor {id: 's1'}) RETURN s.machine_id_conflicts, s.machine_id",
+    )
+    assert (conflicts, machine) == (1, "another-machine")
