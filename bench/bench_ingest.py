@@ -26,11 +26,11 @@ from net_gazer.collector import plugins as collector_plugins
 from net_gazer.collector.context import CollectorContext
 from net_gazer.collector.embedded import EmbeddedFalkorDB
 from net_gazer.collector.graphwrite import SensorInfo
-from net_gazer.collector.ingest import IngestService, Limits
+from net_gazer.collector.ingest import IngestService, Limits, add_to_server
 from net_gazer.collector.store import GraphStore
 from net_gazer.plugins.handshake import ng_graph_writes
 from net_gazer.sensor.transport import Outbox, Streamer
-from net_gazer.v1 import wire_pb2, wire_pb2_grpc
+from net_gazer.v1 import wire_pb2
 
 RAW = """
 UNWIND $rows AS r
@@ -115,7 +115,7 @@ async def bench_pipeline(
     service = IngestService(
         store, collector_plugins.load("pipeline"), limits=Limits(rows_per_second=0)
     )
-    wire_pb2_grpc.add_IngestServicer_to_server(service, server)
+    add_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     times = []

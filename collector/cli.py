@@ -127,10 +127,9 @@ async def serve(cfg: Any, url: str) -> int:
     from waitress.server import create_server
 
     from net_gazer.collector import plugins as plugin_loader
-    from net_gazer.collector.ingest import IngestService
+    from net_gazer.collector.ingest import IngestService, add_to_server
     from net_gazer.collector.store import GraphStore
     from net_gazer.collector.web import WebConfig, create_app
-    from net_gazer.v1 import wire_pb2_grpc
 
     store = GraphStore.connect(url, cfg.graph)
     try:
@@ -166,7 +165,7 @@ async def serve(cfg: Any, url: str) -> int:
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
     )
-    wire_pb2_grpc.add_IngestServicer_to_server(service, server)
+    add_to_server(service, server)
     try:
         if cfg.tls_cert is not None:
             creds = grpc.ssl_server_credentials(

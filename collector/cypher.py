@@ -4,7 +4,8 @@ FalkorDB takes query parameters as a ``CYPHER name=value ...`` header in front o
 The Python client builds that header with a general recursive serialiser, which cost as much time
 as the database itself in ``bench/bench_ingest.py``. This one does the same job for the types we
 send (None, bool, int, float, str, list, tuple, dict with identifier keys) with less overhead.
-Values are still parameters: they are never spliced into the query itself.
+Values are still parameters: they are never spliced into the query itself. A NUL character, which
+FalkorDB cannot take in a string, becomes U+FFFD.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def literal(value: Any) -> str:
     t = type(value)
     if t is str:
         text: str = value
+        if "\x00" in text:  # FalkorDB's parser rejects NUL in a string: keep the rest visible
+            text = text.replace("\x00", "\ufffd")
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if t is int:
         return str(value)

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 import grpc
 import grpc.aio
 import redis.exceptions
+from google.protobuf.message import DecodeError
 
 from net_gazer import PROTOCOL_MINOR
 from net_gazer.collector.auth import Authenticator
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
 from net_gazer.collector.plugins import CollectorPlugins
-from net_gazer.collector.store import DeliveryError, GraphStore
+from net_gazer.collector.store import DeliveryError, GraphStore, Outcome
 from net_gazer.v1 import wire_pb2, wire_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,50 @@ class IngestStats:
     unauthenticated: int = 0
     denied: int = 0
     shed: int = 0
+    refused_batches: int = 0
     throttled_seconds: float = 0.0
+
+
+#: Largest seq accepted: FalkorDB integers are signed 64-bit, and 2**53 keeps every seq exact in
+#: any JSON consumer too. A sensor cutting a batch a millisecond would need 285,000 years.
+MAX_SEQ = 2**53
+
+#: Prefixes of FalkorDB/Redis errors that mean "try again later", not "this query is bad".
+TRANSIENT_ERRORS = ("OOM", "READONLY", "MASTERDOWN", "NOREPLICAS", "LOADING", "BUSY", "TRYAGAIN")
+
+
+class Undecodable:
+    """What a request that is not an Envelope deserialises to (instead of an exception that would
+    end the stream as UNKNOWN)."""
+
+
+UNDECODABLE = Undecodable()
+
+
+def _parse(data: bytes) -> wire_pb2.Envelope | Undecodable:
+    try:
+        return wire_pb2.Envelope.FromString(data)
+    except DecodeError:
+        return UNDECODABLE
+
+
+def add_to_server(service: IngestService, server: grpc.aio.Server) -> None:
+    """Register the service like the generated ``add_IngestServicer_to_server``, with a request
+    parser that turns undecodable bytes into an INVALID_ARGUMENT instead of an UNKNOWN."""
+    handlers = {
+        "Stream": grpc.stream_stream_rpc_method_handler(
+            service.Stream,
+            request_deserializer=_parse,
+            response_serializer=wire_pb2.Ack.SerializeToString,
+        )
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("net_gazer.v1.Ingest", handlers),)
+    )
+
+
+def _transient(exc: redis.exceptions.ResponseError) -> bool:
+    return str(exc).lstrip().upper().startswith(TRANSIENT_ERRORS)
 
 
 def _valid_id(value: str) -> bool:
@@ -152,6 +196,13 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return
+        if isinstance(first, Undecodable):
+            await self._reject(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the stream does not carry net-gazer envelopes",
+            )
+        assert isinstance(first, wire_pb2.Envelope)
         if not first.HasField("hello") or first.seq != 0:
             await self._reject(
                 context,
@@ -188,6 +239,14 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         )
         try:
             acked = await self.store.hello(sensor, hello)
+        except redis.exceptions.ResponseError as exc:
+            if _transient(exc):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database busy: {exc}")
+            await self._reject(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the graph database refused this hello: {exc}",
+            )
         except (redis.exceptions.RedisError, OSError) as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database unavailable: {exc}")
         log.info(
@@ -200,6 +259,19 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=acked)
         limiter = RateLimiter(self.limits.rows_per_second)
         async for env in request_iterator:
+            if isinstance(env, Undecodable):
+                await self._reject(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, "an envelope could not be decoded"
+                )
+            assert isinstance(env, wire_pb2.Envelope)
+            if not 0 < env.seq <= MAX_SEQ or (
+                env.HasField("gap") and not 0 < env.gap.first_seq <= env.seq
+            ):
+                await self._reject(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"seq {env.seq} is out of range (1..2**53, a gap's first_seq up to its seq)",
+                )
             if env.sensor_id != sensor.id or env.epoch != sensor.epoch:
                 await self._reject(
                     context,
@@ -246,6 +318,12 @@ class IngestService(wire_pb2_grpc.IngestServicer):
             except DeliveryError as exc:
                 await self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
                 return
+            except redis.exceptions.ResponseError as exc:
+                if _transient(exc):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database busy: {exc}")
+                # The database refuses this batch and would refuse it again: resending cannot
+                # help. Record it as lost, visibly, and go on (the mark moves past it).
+                outcome = await self._record_refused(context, sensor, env, exc)
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.warning("graph write failed for sensor %s: %s", sensor.id, exc)
                 await context.abort(
@@ -260,6 +338,31 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                 )
                 os.kill(os.getpid(), signal.SIGKILL)
             yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=env.seq)
+
+    async def _record_refused(
+        self, context: Context, sensor: SensorInfo, env: wire_pb2.Envelope, exc: Exception
+    ) -> Outcome:
+        self.stats.refused_batches += 1
+        log.error(
+            "the graph database refused batch %d of sensor %s: %s; recorded as a gap",
+            env.seq,
+            sensor.id,
+            exc,
+        )
+        items = len(env.batch.handshakes) + len(env.batch.extensions)
+        gap = wire_pb2.Gap(
+            first_seq=env.seq,
+            lost_envelopes=1,
+            lost_items=items,
+            reason=f"refused by the graph database: {exc}"[:500],
+        )
+        try:
+            return await self.store.gap(sensor, env.seq, gap)
+        except DeliveryError as err:
+            await self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        except (redis.exceptions.RedisError, OSError) as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database unavailable: {err}")
+        raise AssertionError("unreachable")  # abort raises
 
     def _writes(self, sensor: SensorInfo, batch: wire_pb2.Batch) -> list[GraphWrite]:
         writes = self.plugins.graph_writes(sensor, batch)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,31 +180,33 @@ class GraphStore:
     # -- delivery ---------------------------------------------------------------------------
     async def hello(self, sensor: SensorInfo, hello: wire_pb2.Hello) -> int:
         """Record the sensor's hello; return the mark stored for its epoch (0 for a new epoch)."""
-        origins = [
-            {
-                k: v
-                for k, v in host_row(ip, sensor.site, 0.0, {}).items()
-                if k not in ("ts", "props")
-            }
-            for ip in dict.fromkeys(hello.own_addresses)
-        ]
+        origins = []
+        for ip in dict.fromkeys(hello.own_addresses):
+            try:
+                row = host_row(ip, sensor.site, 0.0, {})
+            except ValueError:
+                log.warning("sensor %s names %r among its own addresses; ignored", sensor.id, ip)
+                continue
+            origins.append({k: v for k, v in row.items() if k not in ("ts", "props")})
         ifaces = [f"{i.name}:{i.role}" if i.role else i.name for i in hello.interfaces]
         res = await self.graph.query(
-            HELLO_CYPHER,
-            {
-                "sid": sensor.id,
-                "epoch": sensor.epoch,
-                "now": time.time(),
-                "hostname": hello.hostname,
-                "machine_id": hello.machine_id,
-                "version": hello.version,
-                "ifaces": ifaces,
-                "site": sensor.site,
-                "plugins": list(hello.plugins),
-                "replay": hello.replay,
-                "local_networks": list(hello.local_networks),
-                "origins": origins,
-            },
+            with_params(
+                HELLO_CYPHER,
+                {
+                    "sid": sensor.id,
+                    "epoch": sensor.epoch,
+                    "now": time.time(),
+                    "hostname": hello.hostname,
+                    "machine_id": hello.machine_id,
+                    "version": hello.version,
+                    "ifaces": ifaces,
+                    "site": sensor.site,
+                    "plugins": list(hello.plugins),
+                    "replay": hello.replay,
+                    "local_networks": list(hello.local_networks),
+                    "origins": origins,
+                },
+            )
         )
         acked, previous_machine = res.result_set[0]
         if previous_machine and hello.machine_id and previous_machine != hello.machine_id:
@@ -218,7 +221,9 @@ class GraphStore:
 
     async def mark(self, sensor_id: str) -> tuple[str, int] | None:
         res = await self.graph.ro_query(
-            "MATCH (s:Sensor {id: $sid}) RETURN s.epoch, s.acked_seq", {"sid": sensor_id}
+            with_params(
+                "MATCH (s:Sensor {id: $sid}) RETURN s.epoch, s.acked_seq", {"sid": sensor_id}
+            )
         )
         if not res.result_set:
             return None
@@ -229,8 +234,9 @@ class GraphStore:
         """Host rows to write: new hosts, and known ones whose last_seen is HOST_REFRESH old."""
         latest: dict[str, float] = {}
         for w in writes:
-            for ip, ts in w.hosts:
-                if ts > latest.get(ip, -1.0):
+            for ip, seen in w.hosts:
+                ts = seen if math.isfinite(seen) else 0.0
+                if ip not in latest or ts > latest[ip]:
                     latest[ip] = ts
         rows = []
         for ip, ts in latest.items():
@@ -291,17 +297,19 @@ class GraphStore:
     async def gap(self, sensor: SensorInfo, seq: int, gap: wire_pb2.Gap) -> Outcome:
         """Move the mark past envelopes the sensor had to drop, and count the loss."""
         res = await self.graph.query(
-            GAP_CYPHER,
-            {
-                "sid": sensor.id,
-                "epoch": sensor.epoch,
-                "seq": seq,
-                "first": gap.first_seq,
-                "now": time.time(),
-                "lost_envelopes": gap.lost_envelopes,
-                "lost_items": gap.lost_items,
-                "reason": gap.reason,
-            },
+            with_params(
+                GAP_CYPHER,
+                {
+                    "sid": sensor.id,
+                    "epoch": sensor.epoch,
+                    "seq": seq,
+                    "first": gap.first_seq,
+                    "now": time.time(),
+                    "lost_envelopes": gap.lost_envelopes,
+                    "lost_items": gap.lost_items,
+                    "reason": gap.reason,
+                },
+            )
         )
         if res.properties_set > 0:
             log.warning(

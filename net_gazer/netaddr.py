@@ -37,6 +37,8 @@ def addr_info(ip: str) -> tuple[str, int, bool]:
     """(canonical text, family, globally routable) of an address; ValueError if it is none.
     Cached: the collector sees the same addresses over and over."""
     addr = ipaddress.ip_address(ip)
+    if addr.version == 6 and addr.scope_id is not None:
+        raise ValueError(f"{ip!r} carries a scope id, which means nothing beyond its host")
     return str(addr), addr.version, addr.is_global
 
 

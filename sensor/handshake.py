@@ -100,6 +100,7 @@ class TrackerStats:
     copies_ignored: int = 0
     unmatched: int = 0  # SYN+ACK/ACK/RST that belong to no attempt we saw start
     tombstones_dropped: int = 0
+    negative_rtt: int = 0
     events: dict[str, int] = field(default_factory=dict)
 
 
@@ -245,7 +246,7 @@ class HandshakeTracker:
             flow.server_isn = seg.seq
             flow.synack_ts = seg.ts
             self._touch(key, flow, seg.ts)
-            rtt = None if flow.syn_retransmits else seg.ts - flow.syn_ts
+            rtt = None if flow.syn_retransmits else self._sample(seg.ts - flow.syn_ts)
             return [self._event(Kind.SYNACK, key, flow, seg.ts, rtt=rtt)]
         if flow.state is State.SYNACK_SEEN and seg.seq == flow.server_isn:
             flow.synack_retransmitted = True
@@ -279,8 +280,8 @@ class HandshakeTracker:
         if seg.ack != (flow.server_isn + 1) % SEQ_MOD:
             return []
         self._retire(key, flow, seg.ts)
-        rtt = None if flow.syn_retransmits else flow.synack_ts - flow.syn_ts
-        client_rtt = None if flow.synack_retransmitted else seg.ts - flow.synack_ts
+        rtt = None if flow.syn_retransmits else self._sample(flow.synack_ts - flow.syn_ts)
+        client_rtt = None if flow.synack_retransmitted else self._sample(seg.ts - flow.synack_ts)
         return [self._event(Kind.COMPLETED, key, flow, seg.ts, rtt=rtt, client_rtt=client_rtt)]
 
     def _rst(self, seg: TcpSegment) -> list[HandshakeEvent]:
@@ -375,6 +376,14 @@ class HandshakeTracker:
         isn_key = (key[2], key[3], flow.client_isn)
         if self._by_isn.get(isn_key) == key:
             del self._by_isn[isn_key]
+
+    def _sample(self, rtt: float) -> float | None:
+        """An RTT sample, or None when time went backwards between the two packets (a clock step,
+        or captures merged out of order): a negative RTT is no measurement."""
+        if not rtt >= 0:  # negative, or NaN
+            self.stats.negative_rtt += 1
+            return None
+        return rtt
 
     def _touch(self, key: FlowKey, flow: _Flow, ts: float) -> None:
         flow.last_ts = max(flow.last_ts, ts)

@@ -6,7 +6,8 @@ Layout of the spool directory::
     00000000000000000042.env   one serialized Envelope per file, named by seq
 
 Each envelope is written to a temporary file, fsynced and renamed into place, so a crash leaves
-either the whole envelope or nothing. Acknowledged envelopes are deleted. At start the sensor
+either the whole envelope or nothing; a CRC-32 trailer catches what the disk itself damaged
+(protobuf alone would parse many truncations as a different, valid message). Acknowledged envelopes are deleted. At start the sensor
 reuses the spool's epoch when envelopes are waiting in it, and continues that epoch's seq: the
 collector then skips what it already applied and takes the rest.
 """
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import uuid
+import zlib
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
@@ -52,31 +54,31 @@ class Spool:
     def load(self) -> tuple[str, list[wire_pb2.Envelope]]:
         """The epoch to use and the envelopes still waiting, in seq order.
 
-        A spool of another sensor id, or an empty one, starts a fresh epoch.
+        A spool of another sensor id, or an empty one, starts a fresh epoch. Damaged or foreign
+        files are removed (and logged); nothing in the directory can stop the sensor starting.
         """
         envelopes: list[wire_pb2.Envelope] = []
-        state_file = self.dir / "state.json"
         epoch = ""
         try:
-            state = json.loads(state_file.read_text())
-            if state.get("sensor_id") == self.sensor_id:
-                epoch = str(state.get("epoch", ""))
+            state = json.loads((self.dir / "state.json").read_text())
+            if isinstance(state, dict) and state.get("sensor_id") == self.sensor_id:
+                candidate = state.get("epoch")
+                epoch = candidate if isinstance(candidate, str) and candidate.isprintable() else ""
         except (OSError, ValueError):
             pass
         for path in sorted(self.dir.glob(f"*{SUFFIX}")):
-            try:
-                env = wire_pb2.Envelope.FromString(path.read_bytes())
-            except (OSError, DecodeError):
-                log.warning("spool file %s is unreadable; it is skipped and removed", path)
-                path.unlink(missing_ok=True)
+            if not path.is_file() or path.is_symlink():
+                log.warning("%s in the spool is not a regular file; ignored", path)
                 continue
-            if env.sensor_id != self.sensor_id or env.epoch != epoch or not epoch:
-                path.unlink(missing_ok=True)  # another sensor's or epoch's leftovers
+            env = self._read(path)
+            if env is None or env.sensor_id != self.sensor_id or env.epoch != epoch or not epoch:
+                path.unlink(missing_ok=True)  # damaged, or another sensor's or epoch's leftovers
                 continue
             envelopes.append(env)
             self.bytes += env.ByteSize()
         for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
         if not envelopes:
             epoch = uuid.uuid4().hex
         self._write_state(epoch)
@@ -87,13 +89,35 @@ class Spool:
             )  # fmt: skip
         return epoch, envelopes
 
+    def _read(self, path: Path) -> wire_pb2.Envelope | None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        payload, trailer = data[:-4], data[-4:]
+        if len(data) < 5 or zlib.crc32(payload).to_bytes(4, "big") != trailer:
+            log.warning("spool file %s is damaged (checksum); removed", path)
+            return None
+        try:
+            env = wire_pb2.Envelope.FromString(payload)
+        except DecodeError:
+            log.warning("spool file %s does not parse; removed", path)
+            return None
+        named = path.name.removesuffix(SUFFIX)
+        if not named.isdigit() or env.seq != int(named) or env.seq < 1:
+            return None
+        if not env.HasField("batch") and not env.HasField("gap"):
+            return None
+        return env
+
     def _write_state(self, epoch: str) -> None:
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps({"sensor_id": self.sensor_id, "epoch": epoch}))
         os.replace(tmp, self.dir / "state.json")
 
     def put(self, env: wire_pb2.Envelope) -> None:
-        data = env.SerializeToString()
+        payload = env.SerializeToString()
+        data = payload + zlib.crc32(payload).to_bytes(4, "big")
         path = self._path(env.seq)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
@@ -103,7 +127,7 @@ class Spool:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        self.bytes += len(data)
+        self.bytes += len(payload)
 
     def remove(self, env: wire_pb2.Envelope) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -17,7 +17,7 @@ from test_ingest import batch, hello, row
 
 from net_gazer.collector import plugins as collector_plugins
 from net_gazer.collector.auth import Authenticator, load_tokens, token_digest
-from net_gazer.collector.ingest import IngestService
+from net_gazer.collector.ingest import IngestService, add_to_server
 from net_gazer.collector.store import GraphStore
 from net_gazer.v1 import wire_pb2_grpc
 
@@ -70,7 +70,7 @@ async def secure_server(
             store, collector_plugins.load(graph_name), Authenticator(tokens=tokens or {}, mtls=mtls)
         )
         server = grpc.aio.server()
-        wire_pb2_grpc.add_IngestServicer_to_server(service, server)
+        add_to_server(service, server)
         creds = grpc.ssl_server_credentials(
             [((good / "collector.key").read_bytes(), (good / "collector.pem").read_bytes())],
             root_certificates=(good / "ca.pem").read_bytes() if mtls else None,

@@ -22,11 +22,11 @@ from test_live import start_collector, wait_for
 from net_gazer.collector import plugins as collector_plugins
 from net_gazer.collector.embedded import EmbeddedFalkorDB
 from net_gazer.collector.graphwrite import SensorInfo
-from net_gazer.collector.ingest import IngestService
+from net_gazer.collector.ingest import IngestService, add_to_server
 from net_gazer.collector.store import GraphStore
 from net_gazer.sensor.spool import Spool
 from net_gazer.sensor.transport import Outbox, Streamer
-from net_gazer.v1 import wire_pb2, wire_pb2_grpc
+from net_gazer.v1 import wire_pb2
 
 
 def paced_sensor(port: int, sensor_id: str, speed: str, *extra: str) -> subprocess.Popen[str]:
@@ -182,9 +182,7 @@ async def test_spool_past_its_bound_announces_a_gap_and_delivers_the_rest_once(
     store = GraphStore.connect(falkordb_url, graph_name)
     await store.ensure_schema()
     server = grpc.aio.server()
-    wire_pb2_grpc.add_IngestServicer_to_server(
-        IngestService(store, collector_plugins.load(graph_name)), server
-    )
+    add_to_server(IngestService(store, collector_plugins.load(graph_name)), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     streamer = Streamer(f"127.0.0.1:{port}", resumed, lambda: wire_pb2.Hello(protocol_minor=1))
@@ -223,9 +221,7 @@ async def test_collector_that_lost_acknowledged_data_gets_a_gap(
     store = GraphStore.connect(falkordb_url, graph_name)
     await store.ensure_schema()
     server = grpc.aio.server()
-    wire_pb2_grpc.add_IngestServicer_to_server(
-        IngestService(store, collector_plugins.load(graph_name)), server
-    )
+    add_to_server(IngestService(store, collector_plugins.load(graph_name)), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -32,7 +32,9 @@ HOSTILE = [
 
 # Booleans differ on purpose: the client writes Python's True/False, we write Cypher's true/false
 # (both parse; test_booleans_round_trip checks ours against the database).
-scalars = st.one_of(st.none(), st.integers(-(2**62), 2**62), st.text(max_size=40))
+scalars = st.one_of(
+    st.none(), st.integers(-(2**62), 2**62), st.text(max_size=40).filter(lambda t: "\x00" not in t)
+)
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -76,3 +78,9 @@ def test_hostile_strings_round_trip(text: str, falkordb_url: str, graph_name: st
 def test_booleans_round_trip(falkordb_url: str, graph_name: str) -> None:
     query = with_params("RETURN $t, $f, $l", {"t": True, "f": False, "l": [True, None, 1.5]})
     assert graph_query(falkordb_url, graph_name, query) == [[True, False, [True, None, 1.5]]]
+
+
+def test_nul_becomes_a_replacement_character(falkordb_url: str, graph_name: str) -> None:
+    assert literal("a\x00b") == '"a\ufffdb"'
+    [[value]] = graph_query(falkordb_url, graph_name, with_params("RETURN $v", {"v": "gw\x00"}))
+    assert value == "gw\ufffd"

@@ -12,7 +12,7 @@ import pytest
 from conftest import connects, graph_query
 
 from net_gazer.collector import plugins as collector_plugins
-from net_gazer.collector.ingest import IngestService
+from net_gazer.collector.ingest import IngestService, add_to_server
 from net_gazer.collector.store import GraphStore
 from net_gazer.v1 import wire_pb2, wire_pb2_grpc
 
@@ -23,7 +23,7 @@ async def ingest(falkordb_url: str, graph_name: str) -> AsyncIterator[tuple[str,
     await store.ensure_schema()
     service = IngestService(store, collector_plugins.load(graph_name))
     server = grpc.aio.server()
-    wire_pb2_grpc.add_IngestServicer_to_server(service, server)
+    add_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

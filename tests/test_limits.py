@@ -19,7 +19,7 @@ from test_ingest import batch, exchange, expect_status, hello, row
 
 from net_gazer.collector import plugins as collector_plugins
 from net_gazer.collector.embedded import EmbeddedFalkorDB
-from net_gazer.collector.ingest import IngestService, Limits
+from net_gazer.collector.ingest import IngestService, Limits, add_to_server
 from net_gazer.collector.store import GraphStore
 from net_gazer.v1 import wire_pb2_grpc
 
@@ -31,7 +31,7 @@ async def serve(
     await store.ensure_schema()
     service = IngestService(store, collector_plugins.load(graph), limits=limits)
     server = grpc.aio.server(options=list(options.items()))
-    wire_pb2_grpc.add_IngestServicer_to_server(service, server)
+    add_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}", service, store
