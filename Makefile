@@ -25,7 +25,7 @@ IFACE ?=
 APT_PACKAGES := libpcap-dev tshark tcpdump iproute2 ethtool iptables traceroute scamper procps \
 	docker-compose util-linux
 
-.PHONY: help deps apt-deps venv proto lint typecheck test run bench certs clean distclean
+.PHONY: help deps apt-deps venv proto lint typecheck test run bench fuzz certs clean distclean
 
 help: ## Show this list of targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -93,6 +93,12 @@ bench: venv ## Run every bench/bench_*.py.
 	@shopt -s nullglob; benches=(bench/bench_*.py); \
 	if (( $${#benches[@]} == 0 )); then echo "No benchmarks in bench/."; exit 0; fi; \
 	for b in "$${benches[@]}"; do echo "== $$b"; $(PY) "$$b"; done
+
+# The long fuzzing run: 100,000 examples per byte target and 500 ingest scenarios (about 20
+# minutes on 2 cores); `make test` runs the same harness on a small budget. See tests/test_fuzz.py.
+fuzz: venv ## Long fuzzing run of the decoder, tracker, spool and ingest (NG_FUZZ_PROFILE=long).
+	NG_FUZZ_PROFILE=long $(PY) -m pytest tests/test_fuzz.py -q -p no:cacheprovider --timeout=0 \
+		--hypothesis-show-statistics
 
 # `make certs SENSORS="gw1 gw2"`: a small CA, the collector's certificate and one per sensor, in
 # CERTS_DIR (kept out of git). See scripts/make-certs.sh; per-sensor tokens: scripts/make-token.sh.

@@ -264,13 +264,20 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                     context, grpc.StatusCode.INVALID_ARGUMENT, "an envelope could not be decoded"
                 )
             assert isinstance(env, wire_pb2.Envelope)
+            gap = env.gap if env.HasField("gap") else None
             if not 0 < env.seq <= MAX_SEQ or (
-                env.HasField("gap") and not 0 < env.gap.first_seq <= env.seq
+                gap is not None
+                and not (
+                    0 < gap.first_seq <= env.seq
+                    and gap.lost_envelopes <= MAX_SEQ
+                    and gap.lost_items <= MAX_SEQ
+                )
             ):
                 await self._reject(
                     context,
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"seq {env.seq} is out of range (1..2**53, a gap's first_seq up to its seq)",
+                    f"seq {env.seq} or its gap is out of range (seq 1..2**53, a gap's first_seq "
+                    "up to its seq, its loss counts up to 2**53)",
                 )
             if env.sensor_id != sensor.id or env.epoch != sensor.epoch:
                 await self._reject(

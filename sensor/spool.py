@@ -111,6 +111,10 @@ class Spool:
         return env
 
     def _write_state(self, epoch: str) -> None:
+        if (self.dir / "state.json").is_dir():
+            raise UserError(
+                f"{self.dir / 'state.json'} is a directory, not the spool's state file; remove it"
+            )
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps({"sensor_id": self.sensor_id, "epoch": epoch}))
         os.replace(tmp, self.dir / "state.json")
