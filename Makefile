@@ -94,11 +94,13 @@ bench: venv ## Run every bench/bench_*.py.
 	if (( $${#benches[@]} == 0 )); then echo "No benchmarks in bench/."; exit 0; fi; \
 	for b in "$${benches[@]}"; do echo "== $$b"; $(PY) "$$b"; done
 
-# The long fuzzing run: 100,000 examples per byte target and 500 ingest scenarios (about 20
-# minutes on 2 cores); `make test` runs the same harness on a small budget. See tests/test_fuzz.py.
-fuzz: venv ## Long fuzzing run of the decoder, tracker, spool and ingest (NG_FUZZ_PROFILE=long).
-	NG_FUZZ_PROFILE=long $(PY) -m pytest tests/test_fuzz.py -q -p no:cacheprovider --timeout=0 \
-		--hypothesis-show-statistics
+# The long fuzzing run; `make test` runs the same harness on a small budget (tests/test_fuzz.py).
+# `make fuzz FUZZ_EXAMPLES=200000`: about 18 min at the defaults on 2 CPUs.
+FUZZ_EXAMPLES ?= 100000
+FUZZ_INGEST_EXAMPLES ?= 3000
+fuzz: venv ## Long fuzzing run: FUZZ_EXAMPLES per byte target, FUZZ_INGEST_EXAMPLES ingest scenarios.
+	NG_FUZZ_PROFILE=long NG_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NG_FUZZ_INGEST_EXAMPLES=$(FUZZ_INGEST_EXAMPLES) \
+		$(PY) -m pytest tests/test_fuzz.py -q -p no:cacheprovider --timeout=0 --hypothesis-show-statistics
 
 # `make certs SENSORS="gw1 gw2"`: a small CA, the collector's certificate and one per sensor, in
 # CERTS_DIR (kept out of git). See scripts/make-certs.sh; per-sensor tokens: scripts/make-token.sh.

@@ -376,7 +376,10 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         for ext in batch.extensions:
             handled = self.plugins.handle_extension(sensor, ext.plugin, ext.payload)
             if handled is None:
-                self.plugins.unhandled[ext.plugin] = self.plugins.unhandled.get(ext.plugin, 0) + 1
+                unhandled = self.plugins.unhandled
+                # Names come from the network: past 256 of them, count the rest together.
+                name = ext.plugin if ext.plugin in unhandled or len(unhandled) < 256 else "<other>"
+                unhandled[name] = unhandled.get(name, 0) + 1
             else:
                 writes.extend(handled)
         return writes

@@ -84,7 +84,10 @@ GAP_CYPHER = """
 MATCH (s:Sensor {id: $sid}) WHERE s.epoch = $epoch AND s.acked_seq >= $first - 1
   AND s.acked_seq < $seq
 SET s.acked_seq = $seq, s.last_seen = $now, s.gaps = s.gaps + 1,
-  s.lost_envelopes = s.lost_envelopes + $lost_envelopes, s.lost_items = s.lost_items + $lost_items,
+  s.lost_envelopes = CASE WHEN $lost_envelopes > 9007199254740992 - s.lost_envelopes
+    THEN 9007199254740992 ELSE s.lost_envelopes + $lost_envelopes END,
+  s.lost_items = CASE WHEN $lost_items > 9007199254740992 - s.lost_items
+    THEN 9007199254740992 ELSE s.lost_items + $lost_items END,
   s.last_gap_reason = $reason
 """
 
