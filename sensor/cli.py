@@ -129,7 +129,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--probe",
         action="store_true",
-        help="allow active probing in replay mode (off by default when replaying)",
+        help="allow active probing in replay mode (off by default when replaying; no built-in "
+        "plugin probes yet: traceroute arrives with its own issue)",
     )
     gen.add_argument("--list-plugins", action="store_true", help="list the sensor plugins and exit")
     gen.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")

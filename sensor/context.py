@@ -24,6 +24,9 @@ class PluginContext:
     site: str
     config: dict[str, Any]
     replay: bool
+    #: Whether active probing is allowed: False when replaying unless --probe was given. Plugins
+    #: that probe must check it (DESIGN.md, safety rules).
+    probing_allowed: bool
     _emit: Callable[[str, Message], None]
     #: direction(client, server) -> wire_pb2.Direction value, from --local-networks.
     direction: Callable[[str, str], int]

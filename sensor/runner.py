@@ -300,6 +300,7 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
             site=cfg.site,
             config=cfg.plugin_config.get(name, {}),
             replay=cfg.replay,
+            probing_allowed=cfg.probe or not cfg.replay,
             _emit=sensor.emit,
             direction=sensor.direction,
         )

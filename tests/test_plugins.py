@@ -745,3 +745,18 @@ def test_sensor_list_plugins(tmp_path: Path) -> None:
     assert "hooks:" in hooks_line
     for hook in BUILTIN_SENSOR_HOOKS:
         assert hook in hooks_line
+
+
+def test_replay_does_not_allow_probing_unless_asked() -> None:
+    """Safety rule: replay mode (--read) does not probe unless --probe is given."""
+    from net_gazer.sensor import runner
+    from net_gazer.sensor.config import SensorConfig
+
+    pcap = Path(__file__).resolve().parent / "pcaps" / "raw.pcap"
+    quiet = runner.build(SensorConfig(read=pcap, sensor_id="t", site="t"))
+    assert quiet.contexts["handshake"].probing_allowed is False
+    asked = runner.build(SensorConfig(read=pcap, sensor_id="t", site="t", probe=True))
+    assert asked.contexts["handshake"].probing_allowed is True
+    for s in (quiet, asked):
+        for h in s.handles:
+            h.close()
