@@ -8,9 +8,11 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 GLOBAL_SCOPE = "global"
 
@@ -25,11 +27,6 @@ PRIVATE_NETWORKS: tuple[str, ...] = (
     "fc00::/7",  # RFC 4193 unique local
     "fe80::/10",
 )
-
-
-def canonical(ip: str) -> str:
-    """Canonical text form (``ipaddress`` ``str()``): the form stored in the graph."""
-    return str(ipaddress.ip_address(ip))
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -81,63 +78,55 @@ class NetworkSet:
         return bool(self.networks)
 
 
-def interface_addresses(names: Iterable[str] | None = None) -> dict[str, list[IPNetwork]]:
-    """The addresses (as interface networks, e.g. 192.168.1.1/24) of this host's interfaces.
-
-    Reads ``ip -json addr``; returns {} when iproute2 is not there.
-    """
+def _ip_json(*args: str) -> list[dict[str, Any]]:
+    """``ip -json ARGS`` parsed; [] when iproute2 is missing or fails."""
     ip = shutil.which("ip")
     if ip is None:
-        return {}
-    out = subprocess.run([ip, "-json", "addr"], capture_output=True, text=True, check=False)
+        return []
+    out = subprocess.run([ip, "-json", *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        return {}
-    wanted = set(names) if names is not None else None
-    result: dict[str, list[IPNetwork]] = {}
-    for link in json.loads(out.stdout or "[]"):
-        name = link.get("ifname", "")
-        if wanted is not None and name not in wanted:
-            continue
-        nets: list[IPNetwork] = []
-        for a in link.get("addr_info", []):
-            try:
-                nets.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network)
-            except (KeyError, ValueError):
-                continue
-        result[name] = nets
+        return []
+    result: list[dict[str, Any]] = json.loads(out.stdout or "[]")
     return result
 
 
-def interface_hosts(names: Iterable[str]) -> list[str]:
-    """The host addresses (no prefix) of the named interfaces, without link-local ones: those
-    never start a traced path."""
-    ip = shutil.which("ip")
-    if ip is None:
-        return []
-    out = subprocess.run([ip, "-json", "addr"], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        return []
-    wanted = set(names)
-    return [
-        canonical(a["local"])
-        for link in json.loads(out.stdout or "[]")
-        if link.get("ifname") in wanted or "any" in wanted
-        for a in link.get("addr_info", [])
-        if "local" in a and not ipaddress.ip_address(a["local"]).is_link_local
-    ]
+def interface_addresses(names: Iterable[str] | None = None) -> dict[str, list[IPInterface]]:
+    """The addresses (as interface networks, e.g. 192.168.1.1/24) of this host's interfaces,
+    all of them when ``names`` is None or holds ``any``. One ``ip -json addr`` call."""
+    wanted = None if names is None else set(names)
+    if wanted is not None and "any" in wanted:
+        wanted = None
+    result: dict[str, list[IPInterface]] = {}
+    for link in _ip_json("addr"):
+        name = link.get("ifname", "")
+        if wanted is not None and name not in wanted:
+            continue
+        found: list[IPInterface] = []
+        for a in link.get("addr_info", []):
+            try:
+                found.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
+            except (KeyError, ValueError):
+                continue
+        result[name] = found
+    return result
+
+
+def networks(addresses: dict[str, list[IPInterface]]) -> list[IPNetwork]:
+    """The networks of interface addresses, for direction."""
+    return [a.network for found in addresses.values() for a in found]
+
+
+def hosts(addresses: dict[str, list[IPInterface]]) -> list[str]:
+    """The host addresses of interface addresses, without link-local ones: those never start a
+    traced path."""
+    return [str(a.ip) for found in addresses.values() for a in found if not a.ip.is_link_local]
 
 
 def default_route_interface() -> str | None:
     """The interface of the IPv4 (else IPv6) default route, or None."""
-    ip = shutil.which("ip")
-    if ip is None:
-        return None
     for family in ("-4", "-6"):
-        cmd = [ip, "-json", family, "route", "show", "default"]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode == 0:
-            for route in json.loads(out.stdout or "[]"):
-                dev = route.get("dev")
-                if dev:
-                    return str(dev)
+        for route in _ip_json(family, "route", "show", "default"):
+            dev = route.get("dev")
+            if dev:
+                return str(dev)
     return None

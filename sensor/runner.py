@@ -24,8 +24,9 @@ from net_gazer.errors import ConfigError, UserError
 from net_gazer.netaddr import (
     PRIVATE_NETWORKS,
     NetworkSet,
+    hosts,
     interface_addresses,
-    interface_hosts,
+    networks,
     parse_networks,
 )
 from net_gazer.sensor import PROJECT, hookspecs
@@ -118,6 +119,13 @@ class Sensor:
         return d
 
     def hello(self) -> wire_pb2.Hello:
+        # Read afresh at every (re)connect, in one call: addresses change (DHCP, failover).
+        live = [h.name for h in self.handles if h.live]
+        current = interface_addresses(live) if live else {}
+
+        def own(name: str) -> list[str]:
+            return hosts(current if name == "any" else {name: current.get(name, [])})
+
         return wire_pb2.Hello(
             hostname=socket.gethostname(),
             machine_id=machine_id(),
@@ -128,7 +136,7 @@ class Sensor:
                     name=h.name,
                     role=h.role,
                     linktype=h.linktype,
-                    addresses=interface_hosts([h.name]) if h.live else [],
+                    addresses=own(h.name) if h.live else [],
                 )
                 for h in self.handles
             ],
@@ -265,16 +273,14 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
             handles.append(
                 Handle.open_live(iface.name, iface.role, index, cfg.snaplen, cfg.capture_buffer)
             )
+    addrs = interface_addresses([h.name for h in handles]) if cfg.read is None else {}
     if cfg.local_networks:
         local = NetworkSet(cfg.local_networks)
     elif cfg.read is None:
-        addrs = interface_addresses(
-            [h.name for h in handles] if all(h.name != "any" for h in handles) else None
-        )
-        local = NetworkSet([n for nets in addrs.values() for n in nets])
+        local = NetworkSet(networks(addrs))
     else:
         local = NetworkSet(parse_networks(PRIVATE_NETWORKS))
-    own = [] if cfg.read is not None else interface_hosts([h.name for h in handles])
+    own = hosts(addrs)
     spool = None
     if cfg.spool_dir is not None:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cfg.sensor_id)
