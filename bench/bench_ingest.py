@@ -126,9 +126,7 @@ async def bench_pipeline(
         streamer = Streamer(f"127.0.0.1:{port}", outbox, lambda: wire_pb2.Hello(protocol_minor=1))
         start = time.perf_counter()
         streamer.start()
-        while len(outbox):
-            outbox.changed.clear()
-            await outbox.changed.wait()
+        await outbox.wait_empty()
         times.append(time.perf_counter() - start)
         await streamer.stop()
     await server.stop(grace=None)

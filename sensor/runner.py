@@ -365,13 +365,8 @@ def channel_credentials(cfg: SensorConfig) -> grpc.ChannelCredentials | None:
 
 async def _drain(sensor: Sensor, streamer: Streamer) -> int:
     outbox, cfg = sensor.outbox, sensor.cfg
-    deadline = time.monotonic() + cfg.ack_timeout
-    while len(outbox) and time.monotonic() < deadline:
-        outbox.changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                outbox.changed.wait(), timeout=max(0.0, deadline - time.monotonic())
-            )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(outbox.wait_empty(), timeout=cfg.ack_timeout)
     _log_summary(sensor)
     if len(outbox):
         why = f" (last error: {streamer.last_error})" if streamer.last_error else ""

@@ -197,6 +197,12 @@ class Outbox:
             self.spool.sync()
         self.changed.set()
 
+    async def wait_empty(self) -> None:
+        """Return once the collector has acknowledged everything (bound it with wait_for)."""
+        while self.pending:
+            self.changed.clear()
+            await self.changed.wait()
+
     @property
     def last_seq(self) -> int:
         return self.next_seq - 1

@@ -188,13 +188,7 @@ async def test_spool_past_its_bound_announces_a_gap_and_delivers_the_rest_once(
     streamer = Streamer(f"127.0.0.1:{port}", resumed, lambda: wire_pb2.Hello(protocol_minor=1))
     streamer.start()
     try:
-
-        async def drained() -> None:
-            while len(resumed):
-                resumed.changed.clear()
-                await resumed.changed.wait()
-
-        await asyncio.wait_for(drained(), timeout=20)
+        await asyncio.wait_for(resumed.wait_empty(), timeout=20)
         assert len(resumed) == 0
     finally:
         await streamer.stop()
@@ -242,13 +236,7 @@ async def test_collector_that_lost_acknowledged_data_gets_a_gap(
         streamer = Streamer(f"127.0.0.1:{port}", outbox, lambda: wire_pb2.Hello(protocol_minor=1))
         streamer.start()
         try:
-
-            async def drained() -> None:
-                while len(outbox):
-                    outbox.changed.clear()
-                    await outbox.changed.wait()
-
-            await asyncio.wait_for(drained(), timeout=20)
+            await asyncio.wait_for(outbox.wait_empty(), timeout=20)
         finally:
             await streamer.stop()
     finally:
