@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pcap
 
-from net_gazer.sensor.decode import decode, decode_dpkt
+from net_gazer.sensor.decode import decode
 from net_gazer.sensor.packet import DecodeError, TcpSegment
 
-SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "pcaps" / "sample.pcap"
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))  # the dpkt reference decoder is test code
+from dpkt_reference import decode_dpkt  # noqa: E402
+
+SAMPLE = TESTS / "pcaps" / "sample.pcap"
 Decoder = Callable[[int, float, bytes, int], "TcpSegment | None"]
 
 

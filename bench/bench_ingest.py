@@ -28,7 +28,7 @@ from net_gazer.collector.embedded import EmbeddedFalkorDB
 from net_gazer.collector.graphwrite import SensorInfo
 from net_gazer.collector.ingest import IngestService, Limits, add_to_server
 from net_gazer.collector.store import GraphStore
-from net_gazer.plugins.handshake import ng_graph_writes
+from net_gazer.plugins.handshake.collector import ng_graph_writes
 from net_gazer.sensor.transport import Outbox, Streamer
 from net_gazer.v1 import wire_pb2
 

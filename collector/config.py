@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from net_gazer.errors import ConfigError
-from net_gazer.sensor.config import parse_hostport
+from net_gazer.netaddr import parse_hostport
 
 
 def default_data_dir() -> Path:

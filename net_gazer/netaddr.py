@@ -1,4 +1,8 @@
-"""Address helpers shared by sensor and collector: scope, direction, and this host's addresses."""
+"""Address helpers shared by sensor and collector: scope, direction, and this host's addresses.
+
+Plugins reach these through the public APIs, ``net_gazer.sensor`` and ``net_gazer.collector``,
+which re-export them; this module is shared by both processes and imports neither.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ import functools
 import ipaddress
 import json
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from net_gazer.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -40,8 +47,29 @@ def addr_info(ip: str) -> tuple[str, int, bool]:
 
 
 def scope_of(ip: str, site: str) -> str:
-    """``"global"`` for globally routable addresses, else the sensor's site (DESIGN.md schema)."""
+    """``"global"`` for globally routable addresses, else the sensor's site: 10.0.0.1 at two sites
+    stays two hosts (docs/schema.md)."""
     return GLOBAL_SCOPE if addr_info(ip)[2] else site
+
+
+def ntop(family: int, packed: bytes) -> str:
+    """The text form of a packed address (4 or 16 bytes) of ``family`` 4 or 6.
+
+    ``inet_ntop`` is about ten times cheaper than :mod:`ipaddress` and runs for every new attempt
+    (a flood makes one per packet); its output is the same canonical text for IPv4, and for IPv6
+    the RFC 5952 form that ``ipaddress`` also prints.
+    """
+    return socket.inet_ntop(socket.AF_INET if family == 4 else socket.AF_INET6, packed)
+
+
+def parse_hostport(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) split and checked; a ConfigError names ``what`` and
+    gives an example."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} {value!r} is not HOST:PORT, e.g. 127.0.0.1:50051")
+    return host, int(port)
 
 
 def parse_networks(items: Iterable[str]) -> list[IPNetwork]:

@@ -156,11 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(args.verbose, name="sensor")
     try:
         from net_gazer.sensor import config, runner
+        from net_gazer.sensor.build import build
 
         cfg = config.load(args)
         if args.list_plugins:
             return list_plugins(cfg.plugins_allow, cfg.plugins_block)
-        sensor = runner.build(cfg)
+        sensor = build(cfg)
         from net_gazer.sensor import privileges
 
         privileges.drop_if_root(
@@ -168,9 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
         async def go() -> int:
-            stop = asyncio.Event()
-            runner.install_signals(stop, sensor)
-            return await runner.run(sensor, stop)
+            signals = runner.Signals()
+            runner.install_signals(signals, sensor)
+            return await runner.run(sensor, signals)
 
         return asyncio.run(go())
     except UserError as exc:

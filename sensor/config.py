@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from net_gazer.errors import ConfigError
-from net_gazer.netaddr import IPNetwork, parse_networks
+from net_gazer.netaddr import IPNetwork, parse_hostport, parse_networks
 
 SEARCH_PATH = (
     Path("etc/net-gazer/net-gazer.toml"),
@@ -98,14 +98,6 @@ def parse_interface(spec: str) -> Interface:
     if not name:
         raise ConfigError(f"interface {spec!r} has no name; use -i NAME or -i NAME:ROLE")
     return Interface(name=name, role=role)
-
-
-def parse_hostport(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{what} {value!r} is not HOST:PORT, e.g. 127.0.0.1:50051")
-    return host, int(port)
 
 
 def find_config(explicit: str | None) -> Path | None:

@@ -23,11 +23,11 @@ Rules (RFC 9293 section 3.5 for the handshake itself):
 from __future__ import annotations
 
 import enum
-import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from net_gazer.netaddr import ntop
 from net_gazer.sensor.packet import TH_ACK, TH_RST, TH_SYN, TcpSegment
 
 SEQ_MOD = 1 << 32  # RFC 9293 section 3.4: sequence arithmetic is modulo 2**32
@@ -113,12 +113,6 @@ class TrackerConfig:
     tombstone: float = 10.0
     #: Maximum tracked attempts; the oldest is evicted beyond it.
     max_flows: int = 262_144
-
-
-def _text(family: int, packed: bytes) -> str:
-    # inet_ntop is ~10x cheaper than ipaddress, and this runs for every new attempt (a flood
-    # makes one per packet). The collector stores the ipaddress canonical form regardless.
-    return socket.inet_ntop(socket.AF_INET if family == 4 else socket.AF_INET6, packed)
 
 
 class HandshakeTracker:
@@ -213,8 +207,8 @@ class HandshakeTracker:
             client_isn=seg.seq,
             syn_ts=seg.ts,
             last_ts=seg.ts,
-            client_text=_text(seg.family, seg.src),
-            server_text=_text(seg.family, seg.dst),
+            client_text=ntop(seg.family, seg.src),
+            server_text=ntop(seg.family, seg.dst),
         )
         self._flows[key] = flow
         self._by_isn[(seg.dst, seg.dport, seg.seq)] = key

@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dpkt_reference import decode_dpkt
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from net_gazer.collector.context import CollectorContext
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
 from net_gazer.errors import UserError
-from net_gazer.plugins import handshake as handshake_plugin
-from net_gazer.sensor.decode import decode, decode_dpkt
+from net_gazer.plugins.handshake import collector as handshake_plugin
+from net_gazer.sensor.decode import decode
 from net_gazer.sensor.handshake import HandshakeEvent, HandshakeTracker, Kind, TrackerConfig
 from net_gazer.sensor.packet import SUPPORTED_LINKTYPES, DecodeError, TcpSegment
 from net_gazer.sensor.spool import Spool

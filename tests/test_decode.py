@@ -10,10 +10,11 @@ from typing import Any
 
 import frames as F
 import pytest
+from dpkt_reference import decode_dpkt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from net_gazer.sensor.decode import check_linktype, decode, decode_dpkt
+from net_gazer.sensor.decode import check_linktype, decode
 from net_gazer.sensor.packet import (
     DLT_EN10MB,
     DLT_IPV4,

@@ -43,7 +43,7 @@ def test_example_sensor_config_loads_and_matches_the_defaults() -> None:
     ):
         assert getattr(cfg, field) == getattr(defaults, field), field
     assert cfg.max_buffer_bytes == defaults.max_buffer_bytes
-    from net_gazer.plugins.handshake import MAX_UNVERIFIED_ROWS
+    from net_gazer.plugins.handshake.sensor import MAX_UNVERIFIED_ROWS
 
     assert cfg.plugin_config == {"handshake": {"max_unverified_rows": MAX_UNVERIFIED_ROWS}}
 

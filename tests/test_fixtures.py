@@ -16,8 +16,9 @@ from typing import Any
 
 import pcap
 import pytest
+from dpkt_reference import decode_dpkt
 
-from net_gazer.sensor.decode import check_linktype, decode, decode_dpkt
+from net_gazer.sensor.decode import check_linktype, decode
 from net_gazer.sensor.packet import DLT_RAW, LINKTYPE_RAW, DecodeError, TcpSegment
 
 PCAPS = Path(__file__).resolve().parent / "pcaps"

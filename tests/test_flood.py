@@ -32,7 +32,7 @@ import pytest
 from conftest import ROOT, Collector, graph_query, tool
 from netns import Lab
 
-from net_gazer.plugins.handshake import MAX_ROWS, MAX_UNVERIFIED_ROWS
+from net_gazer.plugins.handshake.sensor import MAX_ROWS, MAX_UNVERIFIED_ROWS
 from net_gazer.sensor.handshake import TrackerConfig
 
 MAKE_FLOOD = ROOT / "bench" / "make_flood_pcap.py"

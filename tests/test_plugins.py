@@ -32,10 +32,12 @@ from net_gazer.collector.context import CollectorContext
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
 from net_gazer.errors import ConfigError
 from net_gazer.sensor import hookimpl, hookspecs, runner
+from net_gazer.sensor.build import build
 from net_gazer.sensor.config import SensorConfig
 from net_gazer.sensor.context import PluginContext
 from net_gazer.sensor.handshake import HandshakeEvent, Kind
 from net_gazer.sensor.packet import TcpSegment
+from net_gazer.sensor.pipeline import Sensor
 from net_gazer.v1 import wire_pb2
 
 PCAPS = Path(__file__).parent / "pcaps"
@@ -105,9 +107,9 @@ class SensorProbe:
         ctx.emit(wire_pb2.Gap(reason=f"probe tick final={final}"))
 
 
-def build_sensor(probe: object, **cfg: Any) -> runner.Sensor:
+def build_sensor(probe: object, **cfg: Any) -> Sensor:
     config = SensorConfig(read=PCAP, sensor_id="t", **cfg)
-    return runner.build(config, extra_plugins=[("probe", probe)])
+    return build(config, extra_plugins=[("probe", probe)])
 
 
 @pytest.fixture
@@ -116,14 +118,14 @@ def probe() -> SensorProbe:
 
 
 @pytest.fixture
-def sensor(probe: SensorProbe) -> Iterator[runner.Sensor]:
+def sensor(probe: SensorProbe) -> Iterator[Sensor]:
     s = build_sensor(probe)
     yield s
     for h in s.handles:
         h.close()
 
 
-def replay(sensor: runner.Sensor) -> None:
+def replay(sensor: Sensor) -> None:
     """What ``_replay`` does, in one interval: every frame, then the final tick."""
     handle = sensor.handles[0]
     frames = handle.read(10_000)
@@ -147,7 +149,7 @@ def probe_messages(batches: list[wire_pb2.Batch], reason_prefix: str = "probe") 
     return out
 
 
-def outbox_batches(sensor: runner.Sensor) -> list[wire_pb2.Batch]:
+def outbox_batches(sensor: Sensor) -> list[wire_pb2.Batch]:
     return [env.batch for env in sensor.outbox.pending if env.HasField("batch")]
 
 
@@ -169,7 +171,7 @@ def test_builtin_handshake_plugin_loads_from_its_entry_point() -> None:
     info = host.infos["handshake"]
     assert info.name == "handshake"
     assert info.version == net_gazer.__version__
-    assert info.module == "net_gazer.plugins.handshake"
+    assert info.module == "net_gazer.plugins.handshake.sensor"
     assert info.hooks == BUILTIN_SENSOR_HOOKS
     assert info.errors == 0 and info.disabled == ""
     assert host.failed == {}
@@ -183,6 +185,7 @@ def test_builtin_handshake_plugin_registers_collector_hooks_in_the_collector_hos
     host = pluginhost.create("net_gazer.collector", collector_hookspecs)
     assert host.infos["handshake"].hooks == ["ng_graph_writes"]
     assert host.infos["handshake"].version == net_gazer.__version__
+    assert host.infos["handshake"].module == "net_gazer.plugins.handshake.collector"
 
 
 def test_block_list_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,7 +333,7 @@ def test_hookimpl_taking_fewer_arguments_than_the_spec_is_called() -> None:
 # --- the sensor hooks, through the real sensor code path ----------------------------------------
 
 
-def run_sensor(probe: SensorProbe) -> tuple[runner.Sensor, int]:
+def run_sensor(probe: SensorProbe) -> tuple[Sensor, int]:
     """``runner.run`` on handshakes.pcap against a collector address where nothing listens: the
     sensor replays, stops, and gives up waiting for acks after ``ack_timeout``."""
     sensor = build_sensor(
@@ -379,7 +382,7 @@ def test_ng_sensor_stop() -> None:
     assert probe_messages(outbox_batches(sensor)[-1:]) == ["probe stop"]
 
 
-def test_ng_bpf_filter(probe: SensorProbe, sensor: runner.Sensor) -> None:
+def test_ng_bpf_filter(probe: SensorProbe, sensor: Sensor) -> None:
     (call,) = probe.calls["ng_bpf_filter"]  # once, at build time
     assert set(call) == {"ctx"}
     assert call["ctx"] is sensor.contexts["probe"]
@@ -413,7 +416,7 @@ def test_ng_bpf_filter_that_does_not_compile_is_a_config_error() -> None:
         build_sensor(SensorProbe(fragment="tcp and and and"))
 
 
-def test_ng_packet(probe: SensorProbe, sensor: runner.Sensor) -> None:
+def test_ng_packet(probe: SensorProbe, sensor: Sensor) -> None:
     replay(sensor)
     calls = probe.calls["ng_packet"]
     assert len(calls) == MANIFEST["tcp_segments"]
@@ -434,7 +437,7 @@ def test_ng_packet(probe: SensorProbe, sensor: runner.Sensor) -> None:
 RTT_MS_TOL = 0.0005
 
 
-def test_ng_handshake(probe: SensorProbe, sensor: runner.Sensor) -> None:
+def test_ng_handshake(probe: SensorProbe, sensor: Sensor) -> None:
     replay(sensor)
     calls = probe.calls["ng_handshake"]
     assert all(set(c) == {"ctx", "event"} for c in calls)
@@ -474,7 +477,7 @@ def test_ng_handshake(probe: SensorProbe, sensor: runner.Sensor) -> None:
                 )
 
 
-def test_ng_tick(probe: SensorProbe, sensor: runner.Sensor) -> None:
+def test_ng_tick(probe: SensorProbe, sensor: Sensor) -> None:
     handle = sensor.handles[0]
     sensor.process(handle, handle.read(10_000))
     t1 = sensor.now
@@ -499,7 +502,7 @@ def test_ng_tick(probe: SensorProbe, sensor: runner.Sensor) -> None:
 
 
 def test_emitted_messages_wait_in_the_batch_until_the_cut(
-    probe: SensorProbe, sensor: runner.Sensor
+    probe: SensorProbe, sensor: Sensor
 ) -> None:
     sensor.host.safecall("ng_sensor_start", ctx=sensor.ctx)
     assert [c["ctx"] for c in probe.calls["ng_sensor_start"]] == [sensor.contexts["probe"]]
@@ -749,13 +752,12 @@ def test_sensor_list_plugins(tmp_path: Path) -> None:
 
 def test_replay_does_not_allow_probing_unless_asked() -> None:
     """Safety rule: replay mode (--read) does not probe unless --probe is given."""
-    from net_gazer.sensor import runner
     from net_gazer.sensor.config import SensorConfig
 
     pcap = Path(__file__).resolve().parent / "pcaps" / "raw.pcap"
-    quiet = runner.build(SensorConfig(read=pcap, sensor_id="t", site="t"))
+    quiet = build(SensorConfig(read=pcap, sensor_id="t", site="t"))
     assert quiet.contexts["handshake"].probing_allowed is False
-    asked = runner.build(SensorConfig(read=pcap, sensor_id="t", site="t", probe=True))
+    asked = build(SensorConfig(read=pcap, sensor_id="t", site="t", probe=True))
     assert asked.contexts["handshake"].probing_allowed is True
     for s in (quiet, asked):
         for h in s.handles:
