@@ -12,12 +12,23 @@ Rules (RFC 9293 section 3.5 for the handshake itself):
   the sensor-to-client half. Karn's rule: no sample across a retransmitted SYN (server half) or a
   retransmitted SYN+ACK (client half), because the answer cannot be matched to one transmission.
 - A SYN+ACK or ACK whose start was not seen produces nothing: no bogus RTT.
+- Every answer is sequence-checked, so blind spoofing cannot steer an attempt: a SYN+ACK or RST+ACK
+  must acknowledge the SYN, the final ACK the SYN+ACK, and a RST after the SYN+ACK must carry its
+  sender's next sequence number (RFC 5961 section 3.2 asks the same exact match). TCP Fast Open
+  (RFC 7413): a SYN that carries data may be acknowledged with ``ISN + 1 + len``, when the server
+  took the data, or ``ISN + 1``, when it did not.
 - The first captured interface that sees an attempt owns it; copies of its packets on other
   interfaces (the lan and wan side of one gateway, or NAT'd copies, which keep the client ISN and
   the server endpoint) are ignored, so a flow is counted once.
-- Simultaneous open (both sides send a SYN) completes once, without RTT samples.
+- Simultaneous open (both sides send a SYN) completes once, without RTT samples. A reverse SYN only
+  makes it a candidate: when the server's SYN+ACK does not carry that SYN's ISN, the reverse SYN was
+  not the server's (a spoofed one) and the handshake is an ordinary one, with its RTT samples.
+- Every attempt gets exactly one verdict: completed, refused, unanswered, abandoned, or evicted.
+  Verdicts by timeout carry the attempt's own last packet time, not the time the timeout was
+  noticed.
 - The table is bounded (pending attempts and tombstones, each by ``max_flows``); when full the
-  oldest entry is evicted (counted).
+  oldest pending attempt is evicted with the verdict EVICTED, never counted as unanswered, so table
+  pressure under a flood stays apart from real non-answers.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ class Kind(enum.Enum):
     REFUSED = "refused"  # the server answered with RST
     UNANSWERED = "unanswered"  # no answer before the handshake timeout
     ABANDONED = "abandoned"  # answered by SYN+ACK, never completed by the client
+    EVICTED = "evicted"  # dropped from a full table before it had any other verdict
 
 
 class State(enum.IntEnum):
@@ -52,6 +64,8 @@ class State(enum.IntEnum):
 class HandshakeEvent:
     """Something that happened to one connection attempt.
 
+    ``ts`` is when it happened: the packet that caused it, or for a verdict by timeout or
+    eviction the attempt's last packet. ``started`` is the attempt's first SYN.
     ``rtt`` and ``client_rtt`` are seconds and only set on COMPLETED (``rtt`` also on SYNACK); None
     means no valid sample (Karn's rule, simultaneous open).
     """
@@ -68,6 +82,7 @@ class HandshakeEvent:
     client_rtt: float | None = None
     syn_retransmits: int = 0
     simultaneous: bool = False
+    started: float = 0.0
 
 
 FlowKey = tuple[bytes, int, bytes, int]  # client address, client port, server address, server port
@@ -86,6 +101,10 @@ class _Flow:
     synack_ts: float = 0.0
     synack_retransmitted: bool = False
     simultaneous: bool = False
+    #: Data carried by the SYN (TCP Fast Open), the largest of its transmissions, and by the
+    #: SYN+ACK: an acknowledgement may cover it.
+    syn_len: int = 0
+    synack_len: int = 0
     client_text: str = ""
     server_text: str = ""
 
@@ -113,6 +132,17 @@ class TrackerConfig:
     tombstone: float = 10.0
     #: Maximum tracked attempts; the oldest is evicted beyond it.
     max_flows: int = 262_144
+
+
+def _acks(ack: int, isn: int, data: int) -> bool:
+    """Whether ``ack`` acknowledges a SYN with ``isn`` that carried ``data`` bytes: ``ISN + 1``,
+    or up to ``ISN + 1 + data`` when the data was taken too (RFC 7413 section 4.2)."""
+    return 1 <= (ack - isn) % SEQ_MOD <= 1 + data
+
+
+def _next_seq(seq: int, isn: int, data: int) -> bool:
+    """Whether ``seq`` is the next sequence number after a SYN with ``isn`` and ``data`` bytes."""
+    return 1 <= (seq - isn) % SEQ_MOD <= 1 + data
 
 
 class HandshakeTracker:
@@ -175,12 +205,13 @@ class HandshakeTracker:
             if seg.seq == flow.client_isn:
                 if flow.state is State.SYN_SENT:
                     flow.syn_retransmits += 1
+                    flow.syn_len = max(flow.syn_len, seg.payload_len)
                     self.stats.syn_retransmits += 1
                     self._touch(key, flow, seg.ts)
                 # A SYN retransmitted after the answer (lost SYN+ACK or ACK) changes nothing.
                 return []
             # Same 5-tuple, new ISN: a new attempt. The old one gets its verdict first.
-            events = self._forget(key, flow, seg.ts)
+            events = self._forget(key, flow)
         else:
             other = self._by_isn.get((seg.dst, seg.dport, seg.seq))
             if other is not None and other != key:
@@ -192,21 +223,26 @@ class HandshakeTracker:
             rflow = self._flows.get(reverse)
             if rflow is not None and rflow.state is State.SYN_SENT and rflow.iface == seg.iface:
                 # Simultaneous open (RFC 9293 figure 8): both ends sent a SYN. It stays one
-                # attempt, owned by the first SYN's sender, and yields no RTT samples.
+                # attempt, owned by the first SYN's sender, and yields no RTT samples. Only a
+                # candidate until a SYN+ACK confirms it (see _synack): this SYN may be spoofed.
                 rflow.simultaneous = True
                 rflow.server_isn = seg.seq  # the peer's ISN, which the client's SYN+ACK acks
+                rflow.synack_len = seg.payload_len
                 self._touch(reverse, rflow, seg.ts)
                 return []
         if len(self._flows) >= self.config.max_flows:
             old_key, old = next(iter(self._flows.items()))
-            events.extend(self._forget(old_key, old, old.last_ts))
+            del self._flows[old_key]
+            self._drop_isn(old_key, old)
             self.stats.evicted += 1
+            events.append(self._event(Kind.EVICTED, old_key, old, old.last_ts))
         flow = _Flow(
             family=seg.family,
             iface=seg.iface,
             client_isn=seg.seq,
             syn_ts=seg.ts,
             last_ts=seg.ts,
+            syn_len=seg.payload_len,
             client_text=ntop(seg.family, seg.src),
             server_text=ntop(seg.family, seg.dst),
         )
@@ -231,13 +267,18 @@ class HandshakeTracker:
             self.stats.copies_ignored += 1
             return []
         if flow.simultaneous:
-            return self._simultaneous_synack(key, flow, seg)
-        if seg.ack != (flow.client_isn + 1) % SEQ_MOD:
+            if seg.seq == flow.server_isn or flow.state is not State.SYN_SENT:
+                return self._simultaneous_synack(key, flow, seg)
+            # The server answers with another ISN than the reverse SYN's: that SYN was not the
+            # server's, and this is an ordinary handshake.
+            flow.simultaneous = False
+        if not _acks(seg.ack, flow.client_isn, flow.syn_len):
             self.stats.unmatched += 1
             return []
         if flow.state is State.SYN_SENT:
             flow.state = State.SYNACK_SEEN
             flow.server_isn = seg.seq
+            flow.synack_len = seg.payload_len
             flow.synack_ts = seg.ts
             self._touch(key, flow, seg.ts)
             rtt = None if flow.syn_retransmits else self._sample(seg.ts - flow.syn_ts)
@@ -256,8 +297,11 @@ class HandshakeTracker:
         if flow.state is State.DONE:
             return []
         from_client = seg.src == key[0] and seg.sport == key[1]
-        expected = flow.server_isn if from_client else flow.client_isn
-        if seg.ack != (expected + 1) % SEQ_MOD:
+        if from_client:
+            acked = _acks(seg.ack, flow.server_isn, flow.synack_len)
+        else:
+            acked = _acks(seg.ack, flow.client_isn, flow.syn_len)
+        if not acked:
             self.stats.unmatched += 1
             return []
         self._retire(key, flow, seg.ts)
@@ -271,7 +315,7 @@ class HandshakeTracker:
         if seg.iface != flow.iface:
             self.stats.copies_ignored += 1
             return []
-        if seg.ack != (flow.server_isn + 1) % SEQ_MOD:
+        if not _acks(seg.ack, flow.server_isn, flow.synack_len):
             return []
         self._retire(key, flow, seg.ts)
         rtt = None if flow.syn_retransmits else self._sample(flow.synack_ts - flow.syn_ts)
@@ -289,19 +333,31 @@ class HandshakeTracker:
             # RFC 9293 section 3.10.7.3: in SYN-SENT a reset is acceptable only if its ACK
             # acknowledges the SYN. A server refusing a SYN sends RST+ACK; a bare RST could be
             # blind spoofing, and the client ignores it too.
-            if not seg.flags & TH_ACK or seg.ack != (flow.client_isn + 1) % SEQ_MOD:
+            if not seg.flags & TH_ACK or not _acks(seg.ack, flow.client_isn, flow.syn_len):
                 self.stats.unmatched += 1
                 return []
             self._retire(key, flow, seg.ts)
             return [self._event(Kind.REFUSED, key, flow, seg.ts)]
-        # A RST from either side after the SYN+ACK ends the attempt as abandoned.
-        for k in (key, (seg.src, seg.sport, seg.dst, seg.dport)):
-            f = self._flows.get(k)
-            if f is not None and f.state is State.SYNACK_SEEN and f.iface == seg.iface:
-                events = self._finish_events(k, f, seg.ts)
-                self._retire(k, f, seg.ts)
-                return events
-        return []
+        # A RST from either side after the SYN+ACK ends the attempt as abandoned, if it carries
+        # its sender's next sequence number (RFC 9293 section 3.10.7.4, RFC 5961 section 3.2).
+        from_server = flow is not None and flow.state is State.SYNACK_SEEN
+        k = key if from_server else (seg.src, seg.sport, seg.dst, seg.dport)
+        f = flow if from_server else self._flows.get(k)
+        if f is None or f.state is not State.SYNACK_SEEN:
+            return []
+        if f.iface != seg.iface:
+            self.stats.copies_ignored += 1
+            return []
+        in_order = (
+            _next_seq(seg.seq, f.server_isn, f.synack_len)
+            if from_server
+            else _next_seq(seg.seq, f.client_isn, f.syn_len)
+        )
+        if not in_order:
+            self.stats.unmatched += 1
+            return []
+        self._retire(k, f, seg.ts)
+        return [self._event(Kind.ABANDONED, k, f, seg.ts)]
 
     # -- time -------------------------------------------------------------------------------
     def expire(self, now: float) -> list[HandshakeEvent]:
@@ -315,7 +371,7 @@ class HandshakeTracker:
                 break
             del flows[key]
             self._drop_isn(key, flow)
-            events.extend(self._finish_events(key, flow, now))
+            events.extend(self._finish_events(key, flow))
         done = self._done
         while done:
             key, flow = next(iter(done.items()))
@@ -326,10 +382,12 @@ class HandshakeTracker:
         return events
 
     def close(self, now: float) -> list[HandshakeEvent]:
-        """End of capture: every pending attempt gets its verdict now."""
+        """End of capture: every pending attempt gets its verdict now (stamped, like every
+        verdict by timeout, with its own last packet time; ``now`` is kept for symmetry with
+        :meth:`expire`)."""
         events: list[HandshakeEvent] = []
         for key, flow in self._flows.items():
-            events.extend(self._finish_events(key, flow, now))
+            events.extend(self._finish_events(key, flow))
         self._flows.clear()
         self._done.clear()
         self._by_isn.clear()
@@ -350,20 +408,22 @@ class HandshakeTracker:
             self.stats.tombstones_dropped += 1
         done[key] = flow
 
-    def _forget(self, key: FlowKey, flow: _Flow, now: float) -> list[HandshakeEvent]:
+    def _forget(self, key: FlowKey, flow: _Flow) -> list[HandshakeEvent]:
         """Drop an entry (pending or tombstone) and return its verdict, if it still had none."""
         if self._flows.get(key) is flow:
             del self._flows[key]
         elif self._done.get(key) is flow:
             del self._done[key]
         self._drop_isn(key, flow)
-        return self._finish_events(key, flow, now)
+        return self._finish_events(key, flow)
 
-    def _finish_events(self, key: FlowKey, flow: _Flow, now: float) -> list[HandshakeEvent]:
+    def _finish_events(self, key: FlowKey, flow: _Flow) -> list[HandshakeEvent]:
+        """The verdict of an attempt that ends without an answer to decide it, at its own last
+        packet time."""
         if flow.state is State.SYN_SENT:
-            return [self._event(Kind.UNANSWERED, key, flow, now)]
+            return [self._event(Kind.UNANSWERED, key, flow, flow.last_ts)]
         if flow.state is State.SYNACK_SEEN:
-            return [self._event(Kind.ABANDONED, key, flow, now)]
+            return [self._event(Kind.ABANDONED, key, flow, flow.last_ts)]
         return []
 
     def _drop_isn(self, key: FlowKey, flow: _Flow) -> None:
@@ -408,4 +468,5 @@ class HandshakeTracker:
             client_rtt=client_rtt,
             syn_retransmits=flow.syn_retransmits,
             simultaneous=flow.simultaneous,
+            started=flow.syn_ts,
         )

@@ -206,11 +206,11 @@ def edge_totals(url: str, graph: str, sensor: str) -> dict[str, dict[str, int]]:
                   WHEN c.ip STARTS WITH '192.168.' THEN 'real'
                   ELSE 'other' END AS kind, e
         RETURN kind, count(e), sum(e.count), sum(e.attempts), sum(e.unanswered),
-               sum(e.refused), sum(e.abandoned)
+               sum(e.refused), sum(e.abandoned), sum(e.evicted)
         """,
         {"sid": sensor},
     )
-    names = ("edges", "count", "attempts", "unanswered", "refused", "abandoned")
+    names = ("edges", "count", "attempts", "unanswered", "refused", "abandoned", "evicted")
     out = {k: dict.fromkeys(names, 0) for k in ("real", "spoofed", "folded", "other")}
     for kind, *values in rows:
         out[kind] = {n: int(v or 0) for n, v in zip(names, values, strict=True)}
@@ -342,11 +342,12 @@ def test_replayed_flood_keeps_real_handshakes_and_bounded_memory(
         },
     )
     assert half_open_completed == 0 and totals["real"]["count"] == REPLAY_REAL
-    # Every SYN is one attempt, whatever became of it: the 737,856 SYNs that the full tracker
-    # evicted got their UNANSWERED verdict on eviction, the rest at the end of the capture, and
-    # the attempt itself was counted when the SYN was seen. Nothing disappears in the folding.
+    # Every SYN is one attempt, whatever became of it: the SYNs that the full tracker evicted got
+    # their own verdict, EVICTED (table pressure, not a non-answer), the rest UNANSWERED at the end
+    # of the capture. Nothing disappears in the folding.
     assert everything["attempts"] == REPLAY_SYNS + REPLAY_REAL
-    assert everything["unanswered"] == REPLAY_SYNS
+    assert everything["evicted"] == counters["tracker_evicted"]
+    assert everything["unanswered"] + everything["evicted"] == REPLAY_SYNS
     assert everything["refused"] == everything["abandoned"] == 0
     assert (
         REPLAY_SYNS - MAX_FLOWS

@@ -45,7 +45,7 @@ CLIENT, SERVER = "192.168.1.10", "198.51.100.10"
 CPORT, SPORT = 40001, 443
 ISN_C, ISN_S = 0x1A2B3C4D, 0x5E6F7081
 
-TERMINAL = {Kind.COMPLETED, Kind.REFUSED, Kind.UNANSWERED, Kind.ABANDONED}
+TERMINAL = {Kind.COMPLETED, Kind.REFUSED, Kind.UNANSWERED, Kind.ABANDONED, Kind.EVICTED}
 
 Wrap = Callable[[bytes], bytes]
 
@@ -341,6 +341,161 @@ def test_simultaneous_open_synack_with_wrong_ack_does_not_complete() -> None:
     assert of(events, Kind.COMPLETED) == []
 
 
+# --- spoofed answers and TCP Fast Open ----------------------------------------------------------
+
+
+def test_spoofed_reverse_syn_does_not_suppress_the_rtt_samples() -> None:
+    # A blind spoofer sends a SYN "from the server" while the client's SYN is pending. The real
+    # server's SYN+ACK carries another ISN than that SYN, so there was no simultaneous open: the
+    # handshake completes as an ordinary one, with both RTT halves.
+    conn = Conn()
+    spoofed_isn = (conn.isn_s + 0x10000) % MOD32
+    tracker = HandshakeTracker()
+    events = run(
+        tracker,
+        ether_frames(
+            [
+                (T0, conn.syn()),
+                (T0 + 0.001, conn.s2c(SYN, spoofed_isn)),
+                (T0 + 0.020, conn.synack()),
+                (T0 + 0.023, conn.ack()),
+            ]
+        ),
+    )
+    assert kinds(events) == [Kind.SYN, Kind.SYNACK, Kind.COMPLETED]
+    assert not events[-1].simultaneous
+    assert_completed(
+        events[-1], conn, rtt=(T0 + 0.020) - T0, client_rtt=(T0 + 0.023) - (T0 + 0.020)
+    )
+
+
+def test_rst_after_synack_with_a_wrong_sequence_number_is_ignored() -> None:
+    # RFC 5961 section 3.2: a RST is taken only with its sender's exact next sequence number.
+    conn = Conn()
+    tracker = HandshakeTracker()
+    blind_server = conn.s2c(RST, (conn.isn_s + 5000) % MOD32)
+    blind_client = conn.c2s(RST, (conn.isn_c + 5000) % MOD32)
+    events = run(
+        tracker,
+        ether_frames(
+            [
+                (T0, conn.syn()),
+                (T0 + 0.010, conn.synack()),
+                (T0 + 0.011, blind_server),
+                (T0 + 0.012, blind_client),
+                (T0 + 0.015, conn.ack()),
+            ]
+        ),
+    )
+    assert kinds(events) == [Kind.SYN, Kind.SYNACK, Kind.COMPLETED]
+    assert_completed(
+        events[-1], conn, rtt=(T0 + 0.010) - T0, client_rtt=(T0 + 0.015) - (T0 + 0.010)
+    )
+    assert tracker.stats.unmatched == 2
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_rst_after_synack_with_the_next_sequence_number_is_abandoned(side: str) -> None:
+    conn = Conn()
+    rst = (
+        conn.s2c(RST, (conn.isn_s + 1) % MOD32)
+        if side == "server"
+        else conn.c2s(RST, (conn.isn_c + 1) % MOD32)
+    )
+    tracker = HandshakeTracker()
+    events = run(
+        tracker, ether_frames([(T0, conn.syn()), (T0 + 0.01, conn.synack()), (T0 + 0.02, rst)])
+    )
+    assert kinds(events) == [Kind.SYN, Kind.SYNACK, Kind.ABANDONED]
+    assert events[-1].ts == T0 + 0.02
+    assert tracker.pending == 0
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_tcp_fast_open_syn_with_data_completes(taken: bool) -> None:
+    # RFC 7413: the SYN carries data; a server that takes it acknowledges ISN + 1 + len, one that
+    # does not (no valid cookie) acknowledges ISN + 1 only. Either way the handshake completes.
+    conn = Conn()
+    data = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n"
+    ack = (conn.isn_c + 1 + (len(data) if taken else 0)) % MOD32
+    tracker = HandshakeTracker()
+    events = run(
+        tracker,
+        ether_frames(
+            [
+                (T0, conn.c2s(SYN, conn.isn_c, payload=data)),
+                (T0 + 0.040, conn.synack(ack=ack)),
+                (T0 + 0.041, conn.c2s(ACK, ack, (conn.isn_s + 1) % MOD32)),
+            ]
+        ),
+    )
+    assert kinds(events) == [Kind.SYN, Kind.SYNACK, Kind.COMPLETED]
+    assert_completed(
+        events[-1], conn, rtt=(T0 + 0.040) - T0, client_rtt=(T0 + 0.041) - (T0 + 0.040)
+    )
+
+
+def test_tcp_fast_open_ack_beyond_the_data_is_not_an_answer() -> None:
+    conn = Conn()
+    data = b"hello"
+    tracker = HandshakeTracker()
+    events = run(
+        tracker,
+        ether_frames(
+            [
+                (T0, conn.c2s(SYN, conn.isn_c, payload=data)),
+                (T0 + 0.04, conn.synack(ack=(conn.isn_c + 2 + len(data)) % MOD32)),
+            ]
+        ),
+    )
+    assert kinds(events) == [Kind.SYN]
+    assert tracker.stats.unmatched == 1
+
+
+def test_tcp_fast_open_refusal_acknowledges_the_data() -> None:
+    conn = Conn()
+    data = b"hello"
+    tracker = HandshakeTracker()
+    rst = conn.rst(ack=(conn.isn_c + 1 + len(data)) % MOD32)
+    events = run(
+        tracker,
+        ether_frames([(T0, conn.c2s(SYN, conn.isn_c, payload=data)), (T0 + 0.01, rst)]),
+    )
+    assert kinds(events) == [Kind.SYN, Kind.REFUSED]
+
+
+def test_verdicts_by_timeout_carry_the_attempts_own_time() -> None:
+    # Stamping a verdict with the time the timeout was noticed would move last_seen up to a
+    # whole timeout later than anything on the wire.
+    unanswered, abandoned = Conn(cport=1111), Conn(cport=2222)
+    tracker = HandshakeTracker(TrackerConfig(handshake_timeout=30.0))
+    run(
+        tracker,
+        ether_frames(
+            [
+                (T0, unanswered.syn()),
+                (T0 + 1.0, unanswered.syn()),
+                (T0 + 3.0, unanswered.syn()),
+                (T0 + 4.0, abandoned.syn()),
+                (T0 + 4.1, abandoned.synack()),
+            ]
+        ),
+    )
+    events = tracker.expire(T0 + 100.0)
+    assert kinds(events) == [Kind.UNANSWERED, Kind.ABANDONED]
+    assert [e.ts for e in events] == [T0 + 3.0, T0 + 4.1]
+    assert [e.started for e in events] == [T0, T0 + 4.0]
+    assert events[0].syn_retransmits == 2
+
+
+def test_verdicts_at_close_carry_the_attempts_own_time() -> None:
+    conn = Conn()
+    tracker = HandshakeTracker()
+    run(tracker, ether_frames([(T0, conn.syn())]))
+    (event,) = tracker.close(T0 + 50.0)
+    assert event.kind is Kind.UNANSWERED and event.ts == T0 and event.started == T0
+
+
 # --- families and link layers -----------------------------------------------------------------
 
 
@@ -552,20 +707,27 @@ def flood_syns(n: int) -> list[Frame]:
     return out
 
 
-def test_bounded_table_evicts_the_oldest_attempts_as_unanswered() -> None:
+def test_bounded_table_evicts_the_oldest_attempts_with_their_own_verdict() -> None:
     n, bound = 1000, 16
     tracker = HandshakeTracker(TrackerConfig(max_flows=bound))
+    frames = flood_syns(n)
     events: list[HandshakeEvent] = []
-    for frame in flood_syns(n):
+    for frame in frames:
         events.extend(tracker.feed(segment(frame)))
         assert tracker.pending <= bound
         assert len(tracker) <= bound
     assert tracker.stats.evicted == n - bound
     assert len(of(events, Kind.SYN)) == n
-    unanswered = of(events, Kind.UNANSWERED)
-    assert len(unanswered) == n - bound  # every eviction is a verdict
-    assert unanswered[0].client == "10.0.0.0"  # the oldest goes first
-    assert len({(e.client, e.cport) for e in unanswered}) == n - bound
+    assert of(events, Kind.UNANSWERED) == []  # table pressure is not a non-answer
+    evicted = of(events, Kind.EVICTED)
+    assert len(evicted) == n - bound  # every eviction is a verdict
+    assert evicted[0].client == "10.0.0.0"  # the oldest goes first
+    assert len({(e.client, e.cport) for e in evicted}) == n - bound
+    # Stamped with the evicted attempt's own time, not the time of the SYN that pushed it out.
+    assert [e.ts for e in evicted] == [f.ts for f in frames[: n - bound]]
+    assert [e.started for e in evicted] == [f.ts for f in frames[: n - bound]]
+    rest = tracker.close(T0 + 10_000)
+    assert kinds(rest) == [Kind.UNANSWERED] * bound
 
 
 def test_half_open_syn_flood_never_completes() -> None:
@@ -582,8 +744,9 @@ def test_half_open_syn_flood_never_completes() -> None:
     events += tracker.close(T0 + 10_000)
     counts = Counter(kinds(events))
     assert counts[Kind.COMPLETED] == 0
-    assert set(counts) == {Kind.SYN, Kind.UNANSWERED}
-    assert counts[Kind.UNANSWERED] == n  # every attempt got its verdict, once
+    assert set(counts) == {Kind.SYN, Kind.EVICTED, Kind.UNANSWERED}
+    assert counts[Kind.EVICTED] == n - 16
+    assert counts[Kind.UNANSWERED] == 16  # every attempt got its verdict, once
 
 
 # --- property: arbitrary segment sequences ------------------------------------------------------
@@ -701,7 +864,7 @@ def check_event_grammar(events: Sequence[HandshakeEvent], *, closed: bool) -> No
                 assert e.client_rtt >= 0
         elif e.kind is Kind.ABANDONED:
             assert answered
-        else:  # REFUSED, UNANSWERED
+        elif e.kind is not Kind.EVICTED:  # REFUSED, UNANSWERED; eviction takes either state
             assert not answered
         del open_[key]
     if closed:

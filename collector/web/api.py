@@ -11,7 +11,7 @@ bp = Blueprint("api", __name__)
 
 CONNECTION_FIELDS = (
     "sensor", "dport", "proto", "direction", "first_seen", "last_seen", "count", "attempts",
-    "refused", "unanswered", "abandoned", "syn_retransmits", "rtt_ms", "rtt_ms_min", "rtt_ms_max",
+    "refused", "unanswered", "abandoned", "evicted", "syn_retransmits", "rtt_ms", "rtt_ms_min", "rtt_ms_max",
     "rtt_samples", "client_rtt_ms", "client_rtt_ms_min", "client_rtt_ms_max", "client_rtt_samples",
 )  # fmt: skip
 

@@ -46,7 +46,24 @@ def _max(prop: str, n: str, value: str) -> str:
     )
 
 
-COUNTERS = ("count", "attempts", "refused", "unanswered", "abandoned", "syn_retransmits")
+#: Counters that edges written by an older version lack (null + n is null in Cypher).
+ADDED_LATER = frozenset({"evicted"})
+
+
+def _add(counter: str) -> str:
+    old = f"coalesce(e.{counter}, 0)" if counter in ADDED_LATER else f"e.{counter}"
+    return f"e.{counter} = {old} + r.{counter}"
+
+
+COUNTERS = (
+    "count",
+    "attempts",
+    "refused",
+    "unanswered",
+    "abandoned",
+    "evicted",
+    "syn_retransmits",
+)
 
 CONNECTS_CYPHER = f"""
 FOREACH (r IN $rows |
@@ -59,7 +76,7 @@ FOREACH (r IN $rows |
   SET e.direction = r.dir,
     e.first_seen = CASE WHEN r.fs < e.first_seen THEN r.fs ELSE e.first_seen END,
     e.last_seen = CASE WHEN r.ls > e.last_seen THEN r.ls ELSE e.last_seen END,
-    {", ".join(f"e.{c} = e.{c} + r.{c}" for c in COUNTERS)},
+    {", ".join(_add(c) for c in COUNTERS)},
     e.rtt_ms_min = {_min("rtt_ms_min", "r.rn", "r.rmin")},
     e.rtt_ms_max = {_max("rtt_ms_max", "r.rn", "r.rmax")},
     e.rtt_ms_sum = e.rtt_ms_sum + r.rsum,
@@ -131,6 +148,7 @@ def ng_graph_writes(
             "refused": h.refused,
             "unanswered": h.unanswered,
             "abandoned": h.abandoned,
+            "evicted": h.evicted,
             "syn_retransmits": h.syn_retransmits,
             "rsum": h.rtt.sum_ms,
             "rmin": h.rtt.min_ms,

@@ -25,6 +25,7 @@ class _Agg:
     refused: int = 0
     unanswered: int = 0
     abandoned: int = 0
+    evicted: int = 0
     syn_retransmits: int = 0
     rtt_sum: float = 0.0
     rtt_min: float = 0.0
@@ -56,19 +57,21 @@ def ng_bpf_filter(ctx: PluginContext) -> str | None:
 def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
     if event.kind is Kind.SYN or event.kind is Kind.SYNACK:
         # An attempt is counted with its verdict (the tracker gives every attempt exactly one:
-        # completed, refused, unanswered or abandoned), so the attempt and its outcome always
+        # completed, refused, unanswered, abandoned or evicted), so the attempt and its outcome always
         # travel in one row: a SYN counted in one flush and folded there cannot leave its
         # completion in the next flush with attempts 0. A SYN+ACK makes no row either.
         return
     rows = _table(ctx)
     key = (event.client, event.server, event.port)
     agg = rows.get(key)
+    # first_seen is when the attempt began (its SYN), last_seen when its verdict fell.
+    started = event.started or event.ts
     if agg is None:
         if len(rows) >= MAX_ROWS:
             _send(ctx)
-        agg = rows[key] = _Agg(first=event.ts, last=event.ts)
+        agg = rows[key] = _Agg(first=started, last=event.ts)
     else:
-        agg.first = min(agg.first, event.ts)
+        agg.first = min(agg.first, started)
         agg.last = max(agg.last, event.ts)
     kind = event.kind
     agg.attempts += 1
@@ -94,6 +97,9 @@ def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
         agg.syn_retransmits += event.syn_retransmits
     elif kind is Kind.ABANDONED:
         agg.abandoned += 1
+    elif kind is Kind.EVICTED:
+        agg.evicted += 1
+        agg.syn_retransmits += event.syn_retransmits
 
 
 @hookimpl
@@ -124,7 +130,8 @@ def _fold(rows: Rows, budget: int) -> Rows:
         if agg is None:
             out[key] = _Agg(
                 first=a.first, last=a.last, attempts=a.attempts, refused=a.refused,
-                unanswered=a.unanswered, abandoned=a.abandoned, syn_retransmits=a.syn_retransmits,
+                unanswered=a.unanswered, abandoned=a.abandoned, evicted=a.evicted,
+                syn_retransmits=a.syn_retransmits,
             )  # fmt: skip
             continue
         agg.first, agg.last = min(agg.first, a.first), max(agg.last, a.last)
@@ -132,6 +139,7 @@ def _fold(rows: Rows, budget: int) -> Rows:
         agg.refused += a.refused
         agg.unanswered += a.unanswered
         agg.abandoned += a.abandoned
+        agg.evicted += a.evicted
         agg.syn_retransmits += a.syn_retransmits
     return out
 
@@ -165,6 +173,7 @@ def _send(ctx: PluginContext) -> None:
                 refused=a.refused,
                 unanswered=a.unanswered,
                 abandoned=a.abandoned,
+                evicted=a.evicted,
                 syn_retransmits=a.syn_retransmits,
                 rtt=wire_pb2.RttAggregate(
                     sum_ms=a.rtt_sum, min_ms=a.rtt_min, max_ms=a.rtt_max, samples=a.rtt_n

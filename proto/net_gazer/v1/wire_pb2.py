@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17net_gazer/v1/wire.proto\x12\x0cnet_gazer.v1\x1a\x19google/protobuf/any.proto\"\xc0\x01\n\x08\x45nvelope\x12\x11\n\tsensor_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0f\n\x07sent_at\x18\x04 \x01(\x01\x12$\n\x05hello\x18\n \x01(\x0b\x32\x13.net_gazer.v1.HelloH\x00\x12$\n\x05\x62\x61tch\x18\x0b \x01(\x0b\x32\x13.net_gazer.v1.BatchH\x00\x12 \n\x03gap\x18\x0c \x01(\x0b\x32\x11.net_gazer.v1.GapH\x00\x42\x06\n\x04\x62ody\"L\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\taddresses\x18\x03 \x03(\t\x12\x10\n\x08linktype\x18\x04 \x01(\x05\"\xe1\x01\n\x05Hello\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0eprotocol_minor\x18\x04 \x01(\r\x12+\n\ninterfaces\x18\x05 \x03(\x0b\x32\x17.net_gazer.v1.Interface\x12\x15\n\rown_addresses\x18\x06 \x03(\t\x12\x16\n\x0elocal_networks\x18\x07 \x03(\t\x12\x0c\n\x04site\x18\x08 \x01(\t\x12\x0f\n\x07plugins\x18\t \x03(\t\x12\x0e\n\x06replay\x18\n \x01(\x08\"O\n\x0cRttAggregate\x12\x0e\n\x06sum_ms\x18\x01 \x01(\x01\x12\x0e\n\x06min_ms\x18\x02 \x01(\x01\x12\x0e\n\x06max_ms\x18\x03 \x01(\x01\x12\x0f\n\x07samples\x18\x04 \x01(\r\"\xee\x02\n\x0cHandshakeRow\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\r\n\x05\x64port\x18\x03 \x01(\r\x12\r\n\x05proto\x18\x04 \x01(\r\x12*\n\tdirection\x18\x05 \x01(\x0e\x32\x17.net_gazer.v1.Direction\x12\x12\n\nfirst_seen\x18\x06 \x01(\x01\x12\x11\n\tlast_seen\x18\x07 \x01(\x01\x12\x11\n\tcompleted\x18\x08 \x01(\r\x12\x10\n\x08\x61ttempts\x18\t \x01(\r\x12\x0f\n\x07refused\x18\n \x01(\r\x12\x12\n\nunanswered\x18\x0b \x01(\r\x12\'\n\x03rtt\x18\x0c \x01(\x0b\x32\x1a.net_gazer.v1.RttAggregate\x12.\n\nclient_rtt\x18\r \x01(\x0b\x32\x1a.net_gazer.v1.RttAggregate\x12\x11\n\tabandoned\x18\x0e \x01(\r\x12\x17\n\x0fsyn_retransmits\x18\x0f \x01(\r\"B\n\tExtension\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12%\n\x07payload\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"\xca\x01\n\x05\x42\x61tch\x12.\n\nhandshakes\x18\x01 \x03(\x0b\x32\x1a.net_gazer.v1.HandshakeRow\x12+\n\nextensions\x18\x10 \x03(\x0b\x32\x17.net_gazer.v1.Extension\x12\x33\n\x08\x63ounters\x18\x11 \x03(\x0b\x32!.net_gazer.v1.Batch.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"T\n\x03Gap\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x16\n\x0elost_envelopes\x18\x02 \x01(\x04\x12\x12\n\nlost_items\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\'\n\x03\x41\x63k\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x11\n\tacked_seq\x18\x02 \x01(\x04*\x85\x01\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_OUTGOING\x10\x01\x12\x16\n\x12\x44IRECTION_INCOMING\x10\x02\x12\x16\n\x12\x44IRECTION_INTERNAL\x10\x03\x12\x15\n\x11\x44IRECTION_TRANSIT\x10\x04\x32\x41\n\x06Ingest\x12\x37\n\x06Stream\x12\x16.net_gazer.v1.Envelope\x1a\x11.net_gazer.v1.Ack(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17net_gazer/v1/wire.proto\x12\x0cnet_gazer.v1\x1a\x19google/protobuf/any.proto\"\xc0\x01\n\x08\x45nvelope\x12\x11\n\tsensor_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0f\n\x07sent_at\x18\x04 \x01(\x01\x12$\n\x05hello\x18\n \x01(\x0b\x32\x13.net_gazer.v1.HelloH\x00\x12$\n\x05\x62\x61tch\x18\x0b \x01(\x0b\x32\x13.net_gazer.v1.BatchH\x00\x12 \n\x03gap\x18\x0c \x01(\x0b\x32\x11.net_gazer.v1.GapH\x00\x42\x06\n\x04\x62ody\"L\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\taddresses\x18\x03 \x03(\t\x12\x10\n\x08linktype\x18\x04 \x01(\x05\"\xe1\x01\n\x05Hello\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x12\n\nmachine_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0eprotocol_minor\x18\x04 \x01(\r\x12+\n\ninterfaces\x18\x05 \x03(\x0b\x32\x17.net_gazer.v1.Interface\x12\x15\n\rown_addresses\x18\x06 \x03(\t\x12\x16\n\x0elocal_networks\x18\x07 \x03(\t\x12\x0c\n\x04site\x18\x08 \x01(\t\x12\x0f\n\x07plugins\x18\t \x03(\t\x12\x0e\n\x06replay\x18\n \x01(\x08\"O\n\x0cRttAggregate\x12\x0e\n\x06sum_ms\x18\x01 \x01(\x01\x12\x0e\n\x06min_ms\x18\x02 \x01(\x01\x12\x0e\n\x06max_ms\x18\x03 \x01(\x01\x12\x0f\n\x07samples\x18\x04 \x01(\r\"\xff\x02\n\x0cHandshakeRow\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\r\n\x05\x64port\x18\x03 \x01(\r\x12\r\n\x05proto\x18\x04 \x01(\r\x12*\n\tdirection\x18\x05 \x01(\x0e\x32\x17.net_gazer.v1.Direction\x12\x12\n\nfirst_seen\x18\x06 \x01(\x01\x12\x11\n\tlast_seen\x18\x07 \x01(\x01\x12\x11\n\tcompleted\x18\x08 \x01(\r\x12\x10\n\x08\x61ttempts\x18\t \x01(\r\x12\x0f\n\x07refused\x18\n \x01(\r\x12\x12\n\nunanswered\x18\x0b \x01(\r\x12\'\n\x03rtt\x18\x0c \x01(\x0b\x32\x1a.net_gazer.v1.RttAggregate\x12.\n\nclient_rtt\x18\r \x01(\x0b\x32\x1a.net_gazer.v1.RttAggregate\x12\x11\n\tabandoned\x18\x0e \x01(\r\x12\x17\n\x0fsyn_retransmits\x18\x0f \x01(\r\x12\x0f\n\x07\x65victed\x18\x10 \x01(\r\"B\n\tExtension\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12%\n\x07payload\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"\xca\x01\n\x05\x42\x61tch\x12.\n\nhandshakes\x18\x01 \x03(\x0b\x32\x1a.net_gazer.v1.HandshakeRow\x12+\n\nextensions\x18\x10 \x03(\x0b\x32\x17.net_gazer.v1.Extension\x12\x33\n\x08\x63ounters\x18\x11 \x03(\x0b\x32!.net_gazer.v1.Batch.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"T\n\x03Gap\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x16\n\x0elost_envelopes\x18\x02 \x01(\x04\x12\x12\n\nlost_items\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\'\n\x03\x41\x63k\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x11\n\tacked_seq\x18\x02 \x01(\x04*\x85\x01\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_OUTGOING\x10\x01\x12\x16\n\x12\x44IRECTION_INCOMING\x10\x02\x12\x16\n\x12\x44IRECTION_INTERNAL\x10\x03\x12\x15\n\x11\x44IRECTION_TRANSIT\x10\x04\x32\x41\n\x06Ingest\x12\x37\n\x06Stream\x12\x16.net_gazer.v1.Envelope\x1a\x11.net_gazer.v1.Ack(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BATCH_COUNTERSENTRY']._loaded_options = None
   _globals['_BATCH_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_DIRECTION']._serialized_start=1420
-  _globals['_DIRECTION']._serialized_end=1553
+  _globals['_DIRECTION']._serialized_start=1437
+  _globals['_DIRECTION']._serialized_end=1570
   _globals['_ENVELOPE']._serialized_start=69
   _globals['_ENVELOPE']._serialized_end=261
   _globals['_INTERFACE']._serialized_start=263
@@ -45,17 +45,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RTTAGGREGATE']._serialized_start=569
   _globals['_RTTAGGREGATE']._serialized_end=648
   _globals['_HANDSHAKEROW']._serialized_start=651
-  _globals['_HANDSHAKEROW']._serialized_end=1017
-  _globals['_EXTENSION']._serialized_start=1019
-  _globals['_EXTENSION']._serialized_end=1085
-  _globals['_BATCH']._serialized_start=1088
-  _globals['_BATCH']._serialized_end=1290
-  _globals['_BATCH_COUNTERSENTRY']._serialized_start=1243
-  _globals['_BATCH_COUNTERSENTRY']._serialized_end=1290
-  _globals['_GAP']._serialized_start=1292
-  _globals['_GAP']._serialized_end=1376
-  _globals['_ACK']._serialized_start=1378
-  _globals['_ACK']._serialized_end=1417
-  _globals['_INGEST']._serialized_start=1555
-  _globals['_INGEST']._serialized_end=1620
+  _globals['_HANDSHAKEROW']._serialized_end=1034
+  _globals['_EXTENSION']._serialized_start=1036
+  _globals['_EXTENSION']._serialized_end=1102
+  _globals['_BATCH']._serialized_start=1105
+  _globals['_BATCH']._serialized_end=1307
+  _globals['_BATCH_COUNTERSENTRY']._serialized_start=1260
+  _globals['_BATCH_COUNTERSENTRY']._serialized_end=1307
+  _globals['_GAP']._serialized_start=1309
+  _globals['_GAP']._serialized_end=1393
+  _globals['_ACK']._serialized_start=1395
+  _globals['_ACK']._serialized_end=1434
+  _globals['_INGEST']._serialized_start=1572
+  _globals['_INGEST']._serialized_end=1637
 # @@protoc_insertion_point(module_scope)

@@ -3,7 +3,7 @@
 isort:skip_file
 net-gazer wire protocol, version 1.
 
-Rules (DESIGN.md, "Wire protocol and delivery"):
+Rules (docs/architecture.md, "Delivery"):
 - Fields are only ever added: never renumbered, never reused. Removed fields are `reserved`.
 - Every message from a sensor travels in an Envelope carrying sensor_id, epoch and seq.
 - The collector acknowledges (epoch, seq) high-water marks; delivery is at-least-once and the
@@ -242,6 +242,7 @@ class HandshakeRow(_message.Message):
     CLIENT_RTT_FIELD_NUMBER: _builtins.int
     ABANDONED_FIELD_NUMBER: _builtins.int
     SYN_RETRANSMITS_FIELD_NUMBER: _builtins.int
+    EVICTED_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     server: _builtins.str
     dport: _builtins.int
@@ -262,6 +263,10 @@ class HandshakeRow(_message.Message):
     """Answered by SYN+ACK but never completed by the client's ACK."""
     syn_retransmits: _builtins.int
     """SYN retransmissions seen (Karn's rule suppressed those RTT samples)."""
+    evicted: _builtins.int
+    """Attempts dropped from the sensor's full handshake table before any other verdict (table
+    pressure, e.g. under a SYN flood); never counted as unanswered.
+    """
     @_builtins.property
     def rtt(self) -> Global___RttAggregate:
         """SYN -> SYN+ACK as seen by the sensor: the sensor-to-server half."""
@@ -288,10 +293,11 @@ class HandshakeRow(_message.Message):
         client_rtt: Global___RttAggregate | None = ...,
         abandoned: _builtins.int = ...,
         syn_retransmits: _builtins.int = ...,
+        evicted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["client_rtt", b"client_rtt", "rtt", b"rtt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned", b"abandoned", "attempts", b"attempts", "client", b"client", "client_rtt", b"client_rtt", "completed", b"completed", "direction", b"direction", "dport", b"dport", "first_seen", b"first_seen", "last_seen", b"last_seen", "proto", b"proto", "refused", b"refused", "rtt", b"rtt", "server", b"server", "syn_retransmits", b"syn_retransmits", "unanswered", b"unanswered"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned", b"abandoned", "attempts", b"attempts", "client", b"client", "client_rtt", b"client_rtt", "completed", b"completed", "direction", b"direction", "dport", b"dport", "evicted", b"evicted", "first_seen", b"first_seen", "last_seen", b"last_seen", "proto", b"proto", "refused", b"refused", "rtt", b"rtt", "server", b"server", "syn_retransmits", b"syn_retransmits", "unanswered", b"unanswered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,7 +3,7 @@
 isort:skip_file
 net-gazer wire protocol, version 1.
 
-Rules (DESIGN.md, "Wire protocol and delivery"):
+Rules (docs/architecture.md, "Delivery"):
 - Fields are only ever added: never renumbered, never reused. Removed fields are `reserved`.
 - Every message from a sensor travels in an Envelope carrying sensor_id, epoch and seq.
 - The collector acknowledges (epoch, seq) high-water marks; delivery is at-least-once and the
