@@ -7,15 +7,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from net_gazer import __version__, logs
 from net_gazer.errors import UserError
+
+if TYPE_CHECKING:
+    from net_gazer.collector.embedded import EmbeddedFalkorDB
 
 log = logging.getLogger("net_gazer.collector")
 
@@ -109,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             embedded = EmbeddedFalkorDB(cfg.data_dir)
             embedded.start()  # before any thread exists (see embedded.py)
             url = embedded.url
-        return asyncio.run(serve(cfg, url))
+        return asyncio.run(serve(cfg, url, embedded))
     except UserError as exc:
         print(f"net-gazer-collector: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -120,7 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             embedded.stop()
 
 
-async def serve(cfg: Any, url: str) -> int:
+#: Seconds open sensor streams get to finish when the collector stops; they resend on their next
+#: connection whatever was not acknowledged, so a short grace loses nothing.
+STOP_GRACE = 1.0
+
+
+async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) -> int:
     import grpc
     import grpc.aio
     import redis.exceptions
@@ -234,13 +243,28 @@ async def serve(cfg: Any, url: str) -> int:
             json.dumps({"grpc_port": grpc_port, "http_port": web_port, "graph_url": url})
         )
 
+    from net_gazer import tasks
+
+    supervisor = (
+        tasks.spawn(embedded.supervise(), name="falkordb-supervisor")
+        if embedded is not None
+        else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second Ctrl-C: stop at once (the embedded server gets SIGTERM)
+            log.warning("second stop signal: exiting at once")
+            os._exit(130)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await stop.wait()
     log.info("stopping")
-    await server.stop(grace=5)
+    await tasks.cancel(supervisor)
+    await server.stop(grace=STOP_GRACE)
     web.close()
     plugins.stop()
     with contextlib.suppress(Exception):

@@ -2,16 +2,22 @@
 
 Used when the collector runs without ``--graph-url``. It listens only on a Unix socket inside the
 data directory (no TCP port to collide with or to expose), always with AOF and ``appendfsync
-always``, so an acknowledged write survives a crash of the collector or of the server. The server
-is tied to the collector: it gets SIGTERM when the collector dies, even by SIGKILL.
+always``, so an acknowledged write survives a crash of the collector or of the server.
+
+The server is the collector's own: it runs in a session of its own, so a Ctrl-C in the terminal
+reaches only the collector, which then stops it in order (the server flushes its AOF on SIGTERM);
+it gets SIGTERM when the collector dies, even by SIGKILL; and when it dies the collector restarts it
+(:meth:`EmbeddedFalkorDB.supervise`), with backoff, so the graph comes back without a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -26,6 +32,9 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes including the NUL
+#: Seconds between two looks at the server, and the longest wait between two restarts.
+SUPERVISE_INTERVAL = 0.5
+RESTART_BACKOFF_MAX = 30.0
 
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: the child must not dlopen
@@ -66,6 +75,19 @@ class EmbeddedFalkorDB:
         return f"unix://{self.socket}"
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it answers (it may first replay its AOF)."""
+        self._prepare()
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise UserError(
+                    f"the embedded FalkorDB did not start within {timeout:.0f} s; see {self.logfile}"
+                )
+            time.sleep(0.05)
+
+    def _prepare(self) -> None:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -77,6 +99,8 @@ class EmbeddedFalkorDB:
                 f"the data directory {self.data_dir} is not writable; choose another with --data-dir"
             )
         self._wait_for_previous()
+
+    def _spawn(self) -> None:
         server, module = _binaries()
         args = [
             server,
@@ -93,37 +117,73 @@ class EmbeddedFalkorDB:
             "--loadmodule", module,
         ]  # fmt: skip
         log.info("starting embedded FalkorDB in %s", self.data_dir)
+        # Its own session: the terminal's Ctrl-C goes to the collector alone, which stops the
+        # server after its own shutdown. setpriv ties the server to this (main) thread's life
+        # without running Python between fork and exec; without setpriv, prctl runs there, which
+        # is safe only before any thread exists (the first start).
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            args = [setpriv, "--pdeathsig", "TERM", "--", *args]
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - started before any thread exists
+            start_new_session=True,
+            preexec_fn=None if setpriv is not None else _die_with_parent,  # noqa: PLW1509
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
+
+    def _ready(self) -> bool:
+        """Whether the server answers; a UserError when it has exited instead."""
+        proc = self.proc
+        if proc is None:
+            raise UserError("the embedded FalkorDB is not running")
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise UserError(
+                f"the embedded FalkorDB exited at start (code {proc.returncode}); "
+                f"see {self.logfile}{': ' + err.strip() if err.strip() else ''}"
+            )
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2)
         try:
-            while True:
-                if self.proc.poll() is not None:
-                    err = (
-                        self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                    )
-                    raise UserError(
-                        f"the embedded FalkorDB exited at start (code {self.proc.returncode}); "
-                        f"see {self.logfile}{': ' + err.strip() if err.strip() else ''}"
-                    )
-                try:
-                    if client.ping():
-                        return
-                except redis.exceptions.BusyLoadingError:
-                    pass  # replaying the AOF
-                except (redis.exceptions.ConnectionError, FileNotFoundError):
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise UserError(
-                        f"the embedded FalkorDB did not start within {timeout:.0f} s; see {self.logfile}"
-                    )
-                time.sleep(0.05)
+            return bool(client.ping())
+        except redis.exceptions.BusyLoadingError:
+            return False  # replaying the AOF
+        except (redis.exceptions.ConnectionError, FileNotFoundError):
+            return False
         finally:
             client.close()
+
+    async def supervise(self) -> None:
+        """Restart the server whenever it dies, until cancelled (the collector owns it, so a dead
+        server must not leave the collector answering 503 for ever). Backs off when restarts keep
+        failing."""
+        backoff = 1.0
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            proc = self.proc
+            if proc is None or proc.poll() is None:
+                continue
+            log.error(
+                "the embedded FalkorDB exited (code %s); restarting it (see %s)",
+                proc.returncode,
+                self.logfile,
+            )
+            if proc.stderr is not None:
+                proc.stderr.close()
+            try:
+                self._spawn()
+                deadline = time.monotonic() + 60
+                while not await asyncio.to_thread(self._ready):
+                    if time.monotonic() > deadline:
+                        raise UserError(
+                            f"the restarted FalkorDB did not answer; see {self.logfile}"
+                        )
+                    await asyncio.sleep(0.1)
+            except UserError as exc:
+                log.error("%s; trying again in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+                continue
+            log.warning("the embedded FalkorDB is back on %s", self.socket)
+            backoff = 1.0
 
     def _wait_for_previous(self) -> None:
         """A server left from a collector that was killed gets SIGTERM with it; give it time to

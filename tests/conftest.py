@@ -65,8 +65,9 @@ def graph_query(
 def connects(url: str, graph: str) -> dict[tuple[str, str, int], dict[str, Any]]:
     """All CONNECTS edges, keyed by (client, server, dport)."""
     fields = (
-        "count", "attempts", "refused", "unanswered", "rtt_ms_min", "rtt_ms_max", "rtt_samples",
-        "client_rtt_ms_min", "client_rtt_ms_max", "client_rtt_samples", "sensor",
+        "count", "attempts", "refused", "unanswered", "abandoned", "evicted", "syn_retransmits",
+        "rtt_ms_min", "rtt_ms_max", "rtt_samples", "client_rtt_ms_min", "client_rtt_ms_max",
+        "client_rtt_samples", "rtt_ms", "client_rtt_ms", "sensor", "direction",
     )  # fmt: skip
     rows = graph_query(
         url,

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,49 @@ def test_falkordb_killed_and_restarted(collector_factory: Any, tmp_path: Path) -
         assert_graph_matches(db.url, "net_gazer", expected("sample.expected.json"))
     finally:
         db.stop()
+
+
+def healthz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_collector_restarts_its_embedded_falkordb_when_it_dies(
+    collector_factory: Any, tmp_path: Path
+) -> None:
+    """The collector owns its embedded server: SIGKILL it under a running collector and a paced
+    replay, and /healthz goes back to 200 without anyone restarting anything, with exact counts."""
+    data = tmp_path / "data"
+    collector = collector_factory("--data-dir", str(data)).start()
+    assert healthz(collector.http_port) == 200
+    sensor = paced_sensor(collector.grpc_port, "ownkill", "10")
+    try:
+        time.sleep(2.5)
+        pid = int((data / "falkordb.pid").read_text())
+        assert b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        codes = []
+        while time.monotonic() < deadline:
+            codes.append(healthz(collector.http_port))
+            if codes[-1] == 200 and len(codes) > 1:
+                break
+            time.sleep(0.2)
+        assert codes[-1] == 200, codes
+        out = finish(sensor)
+    finally:
+        if sensor.poll() is None:
+            sensor.kill()
+            sensor.communicate()
+    new_pid = int((data / "falkordb.pid").read_text())
+    assert new_pid != pid
+    assert "the embedded FalkorDB exited" in collector.log_text()
+    assert "the embedded FalkorDB is back" in collector.log_text()
+    assert "reachable again" in out or "connected to collector" in out, out
+    assert_graph_matches(collector.graph_url, "net_gazer", expected("sample.expected.json"))
 
 
 @pytest.mark.root

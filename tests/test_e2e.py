@@ -5,7 +5,10 @@ the pcap timestamps within 1 µs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.request
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,12 @@ import pytest
 from conftest import PCAPS, Collector, connects, expected, graph_query, run_sensor
 
 US_IN_MS = 0.001  # 1 µs, in milliseconds
+#: RFC 1918, RFC 6598 (CGNAT), link-local, RFC 4193 (ULA) and IPv6 link-local: what a replay takes
+#: as local when no --local-networks is given (docs/architecture.md).
+PRIVATE_RANGES = (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10",
+)  # fmt: skip
 
 
 def _expected_edges(name: str) -> list[dict[str, Any]]:
@@ -33,11 +42,22 @@ def assert_graph_matches(
             "attempts",
             "refused",
             "unanswered",
+            "abandoned",
+            "evicted",
+            "syn_retransmits",
             "rtt_samples",
             "client_rtt_samples",
         ):
             assert g[f] == e[f] * factor, f"{key} {f}: graph {g[f]} expected {e[f] * factor}"
-        for f in ("rtt_ms_min", "rtt_ms_max", "client_rtt_ms_min", "client_rtt_ms_max"):
+        # The means as FalkorDB computed them in its SET (from the parts before the clause).
+        for f in (
+            "rtt_ms_min",
+            "rtt_ms_max",
+            "client_rtt_ms_min",
+            "client_rtt_ms_max",
+            "rtt_ms",
+            "client_rtt_ms",
+        ):
             if e[f] is None:
                 assert g[f] is None, f"{key} {f}: graph {g[f]} expected no sample"
             else:
@@ -78,18 +98,46 @@ def test_replay_builds_exact_graph(
         == counts["sensor_packets"] - counts["sensor_tcp"] - counts["sensor_non_tcp"]
     )
     if pcap == "hostile":
-        assert 0 < counts["sensor_malformed"] <= expected("hostile.expected.json")["malformed"]
+        # Exactly the malformed frames that pass the kernel filter reach the decoder; tcpdump
+        # tells which frames pass, the fixture's definitions which frames are malformed.
+        kinds = {t: kind for t, kind in expected("hostile.expected.json")["frames"]}
+        passed = tcpdump_times(PCAPS / "hostile.pcap")
+        want = sum(1 for t in passed if kinds[t] == "malformed")
+        assert want > 0
+        assert counts["sensor_malformed"] == want
     else:
         assert counts["sensor_malformed"] == 0
 
 
-def tcpdump_count(path: Path, counts: dict[str, int]) -> int:
+def _filter_for(path: Path) -> str:
     linktype = expected("manifest.json")[path.name]["linktype"]
-    expression = "tcp or (vlan and tcp)" if linktype == 1 else "tcp"
+    return "tcp or (vlan and tcp)" if linktype == 1 else "tcp"
+
+
+def tcpdump_count(path: Path, counts: dict[str, int]) -> int:
     out = subprocess.run(
-        ["tcpdump", "-nn", "-r", str(path), expression], capture_output=True, text=True, check=True
+        ["tcpdump", "-nn", "-r", str(path), _filter_for(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return len(out.stdout.splitlines())
+
+
+def tcpdump_times(path: Path) -> list[int]:
+    """Capture times (µs) of the frames that the sensor's filter passes, as tcpdump reads them."""
+    out = subprocess.run(
+        ["tcpdump", "-tt", "-nn", "-r", str(path), _filter_for(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    times = []
+    for line in out.stdout.splitlines():
+        sec, _, usec = line.split(" ", 1)[0].partition(".")
+        times.append(int(sec) * 1_000_000 + int(usec))
+    assert len(set(times)) == len(times), "frame times must tell frames apart"
+    return times
 
 
 def test_sample_capture_replays_completely(
@@ -118,17 +166,24 @@ def test_hosts_scopes_and_directions(
     rows = graph_query(
         falkordb_url, graph_name, "MATCH (h:Host) RETURN h.ip, h.scope, h.family, h.private"
     )
-    assert rows
+    edges = _expected_edges("handshakes.expected.json")
+    want_hosts = {e["client"] for e in edges} | {e["server"] for e in edges}
+    # Host keys are unique per (scope, ip), and every endpoint of an edge is one.
+    assert sorted(r[0] for r in rows) == sorted(want_hosts)
     for ip, scope, family, private in rows:
         # The fixture uses documentation and private ranges only: all site-scoped.
-        assert scope == "site-a" and private is True
-        assert family == (6 if ":" in ip else 4)
-    # Host keys are unique per (scope, ip).
-    assert len({(r[0], r[1]) for r in rows}) == len(rows)
-    directions = graph_query(
-        falkordb_url, graph_name, "MATCH ()-[e:CONNECTS]->() RETURN DISTINCT e.direction"
-    )
-    assert {d for [d] in directions} <= {"outgoing", "incoming", "internal", "transit"}
+        assert (scope, private, family) == ("site-a", True, ip_address(ip).version), ip
+    # A replay's local networks are the private ranges: direction follows from them alone.
+    local = [ip_network(n) for n in PRIVATE_RANGES]
+
+    def is_local(ip: str) -> bool:
+        return any(ip_address(ip) in n for n in local if n.version == ip_address(ip).version)
+
+    got = connects(falkordb_url, graph_name)
+    for e in edges:
+        c, s = is_local(e["client"]), is_local(e["server"])
+        want = "internal" if c and s else "outgoing" if c else "incoming" if s else "transit"
+        assert got[(e["client"], e["server"], e["dport"])]["direction"] == want, e
 
 
 def test_replaying_twice_counts_twice_with_new_epoch(
@@ -148,3 +203,31 @@ def test_replaying_twice_counts_twice_with_new_epoch(
     assert_graph_matches(
         falkordb_url, graph_name, _expected_edges("handshakes.expected.json"), factor=2
     )
+
+
+def test_api_connections_answers_what_the_fixture_defines(collector: Collector) -> None:
+    """/api/connections over the collector's real HTTP listener, after a real replay: one row per
+    expected edge, with the fixture's counts and RTTs."""
+    result = run_sensor(
+        "-r", str(PCAPS / "handshakes.pcap"), "--collector", collector.address, "--sensor-id", "api"
+    )
+    assert result.returncode == 0, result.stderr
+    url = f"http://127.0.0.1:{collector.http_port}/api/connections?limit=1000"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    want = {
+        (e["client"], e["server"], e["dport"]): e
+        for e in _expected_edges("handshakes.expected.json")
+    }
+    got = {(r["client"], r["server"], r["dport"]): r for r in body["connections"]}
+    assert body["count"] == len(want) and set(got) == set(want)
+    for key, e in want.items():
+        row = got[key]
+        assert row["sensor"] == "api" and row["proto"] == "tcp"
+        for f in ("count", "attempts", "refused", "unanswered", "abandoned", "syn_retransmits"):
+            assert row[f] == e[f], (key, f)
+        for f in ("rtt_ms", "rtt_ms_min", "client_rtt_ms", "client_rtt_ms_max"):
+            if e[f] is None:
+                assert row[f] is None, (key, f)
+            else:
+                assert row[f] == pytest.approx(e[f], abs=US_IN_MS), (key, f)

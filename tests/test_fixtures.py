@@ -213,14 +213,16 @@ def tshark_handshakes(path: Path) -> list[dict[str, Any]]:
         row = rows.setdefault(
             key,
             {"client": client, "server": server, "dport": dport, "count": 0, "attempts": 0,
-             "refused": 0, "unanswered": 0},
+             "refused": 0, "unanswered": 0, "abandoned": 0, "evicted": 0, "syn_retransmits": 0},
         )  # fmt: skip
         rtt, crtt = samples.setdefault(key, ([], []))
         row["attempts"] += 1
+        row["syn_retransmits"] += a.syns - 1
         row["count"] += a.ack_us is not None
         row["refused"] += a.refused
         row["unanswered"] += not a.synacks and not a.refused
-        if a.synacks and a.syns == 1:
+        row["abandoned"] += bool(a.synacks) and a.ack_us is None
+        if a.ack_us is not None and a.syns == 1:
             rtt.append(a.synacks[0] - a.syn_us)
         if a.ack_us is not None and len(a.synacks) == 1:
             crtt.append(a.ack_us - a.synacks[0])
@@ -231,6 +233,8 @@ def tshark_handshakes(path: Path) -> list[dict[str, Any]]:
             row[f"{prefix}_ms_min"] = round(min(values) / 1000, 3) if values else None
             row[f"{prefix}_ms_max"] = round(max(values) / 1000, 3) if values else None
             row[f"{prefix}_samples"] = len(values)
+        for prefix, values in (("rtt", rtt), ("client_rtt", crtt)):
+            row[f"{prefix}_ms"] = round(sum(values) / len(values) / 1000, 6) if values else None
         result.append(row)
     return result
 
@@ -287,5 +291,7 @@ def test_tshark_sees_exactly_the_defined_retransmissions() -> None:
         ("42000", "443", "0x0002"),  # the retransmitted SYN
         ("42003", "443", "0x0002"),  # the unanswered SYN, twice
         ("42003", "443", "0x0002"),
+        ("42005", "443", "0x0002"),  # the retransmitted SYN of the second abandoned attempt
         ("443", "42001", "0x0012"),  # the retransmitted SYN+ACK
+        ("443", "42004", "0x0012"),  # the abandoned attempt's retransmitted SYN+ACK
     ]

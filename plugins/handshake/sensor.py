@@ -75,9 +75,9 @@ def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
         agg.last = max(agg.last, event.ts)
     kind = event.kind
     agg.attempts += 1
+    agg.syn_retransmits += event.syn_retransmits
     if kind is Kind.COMPLETED:
         agg.completed += 1
-        agg.syn_retransmits += event.syn_retransmits
         if event.rtt is not None:
             ms = event.rtt * 1000.0
             agg.rtt_min = ms if agg.rtt_n == 0 else min(agg.rtt_min, ms)
@@ -94,12 +94,10 @@ def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
         agg.refused += 1
     elif kind is Kind.UNANSWERED:
         agg.unanswered += 1
-        agg.syn_retransmits += event.syn_retransmits
     elif kind is Kind.ABANDONED:
         agg.abandoned += 1
     elif kind is Kind.EVICTED:
         agg.evicted += 1
-        agg.syn_retransmits += event.syn_retransmits
 
 
 @hookimpl

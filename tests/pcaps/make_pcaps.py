@@ -16,8 +16,11 @@ Handshake semantics (the tracker's contract):
 - Karn's rule: a retransmitted SYN (same ISN) gives no ``rtt`` sample, a retransmitted SYN+ACK no
   ``client_rtt`` sample;
 - ``attempts`` counts distinct SYNs (a retransmission is the same attempt); ``refused`` the attempts
-  answered by RST+ACK (ack = ISN_c + 1); ``unanswered`` those that got nothing; ``count`` the
-  completed handshakes. A connection first seen mid-flow (no SYN) yields nothing.
+  answered by RST+ACK (ack = ISN_c + 1); ``unanswered`` those that got nothing; ``abandoned`` those
+  answered by SYN+ACK that the client never completed; ``count`` the completed handshakes;
+  ``evicted`` is 0 (no fixture fills the table). ``syn_retransmits`` counts the SYNs after the
+  first of every attempt. RTT samples come from completed handshakes only, and ``rtt_ms`` /
+  ``client_rtt_ms`` are their means. A connection first seen mid-flow (no SYN) yields nothing.
 - A flow captured on two interfaces (sll.pcap, sll2.pcap: every packet appears twice) is counted
   once, keyed by the interface its first SYN was seen on, and timed with the copies seen on that
   interface. In sll2.pcap the copies on the second interface trail by ``SLL2_COPY_DELAY_US``; the
@@ -259,19 +262,24 @@ def expected(flows: Iterable[Flow], s2c_delay_us: int = 0) -> list[dict[str, Any
         e = agg.setdefault(
             key,
             {"client": key[0], "server": key[1], "dport": key[2], "count": 0, "attempts": 0,
-             "refused": 0, "unanswered": 0},
+             "refused": 0, "unanswered": 0, "abandoned": 0, "evicted": 0, "syn_retransmits": 0},
         )  # fmt: skip
         rtt, crtt = rtts.setdefault(key, ([], []))
         e["attempts"] += 1
-        if f.synack and f.ack is not None:
+        e["syn_retransmits"] += len(f.syn) - 1
+        done = bool(f.synack) and f.ack is not None
+        if done:
             e["count"] += 1
         elif f.rst is not None:
             e["refused"] += 1
-        elif not f.synack:
+        elif f.synack:
+            e["abandoned"] += 1
+        else:
             e["unanswered"] += 1
-        if f.synack and len(f.syn) == 1:
+        if done and len(f.syn) == 1:
             rtt.append(f.synack[0] + s2c_delay_us - f.syn[0])
-        if f.synack and f.ack is not None and len(f.synack) == 1:
+        if done and len(f.synack) == 1:
+            assert f.ack is not None
             crtt.append(f.ack - f.synack[0] - s2c_delay_us)
     result = []
     for key in sorted(agg, key=_sort_key):
@@ -283,6 +291,8 @@ def expected(flows: Iterable[Flow], s2c_delay_us: int = 0) -> list[dict[str, Any
         e["client_rtt_ms_min"] = _ms(min(crtt)) if crtt else None
         e["client_rtt_ms_max"] = _ms(max(crtt)) if crtt else None
         e["client_rtt_samples"] = len(crtt)
+        e["rtt_ms"] = round(sum(rtt) / len(rtt) / 1000, 6) if rtt else None
+        e["client_rtt_ms"] = round(sum(crtt) / len(crtt) / 1000, 6) if crtt else None
         result.append(e)
     return result
 
@@ -299,20 +309,23 @@ class Capture:
     """Frames of one pcap, with the counts the manifest reports."""
 
     linktype: int
-    frames: list[tuple[int, int, bytes, int]] = field(default_factory=list)  # t_us, order, buf, len
+    #: t_us, order, buf, original length, kind ("tcp", "malformed" or "other")
+    frames: list[tuple[int, int, bytes, int, str]] = field(default_factory=list)
     tcp: int = 0
     malformed: int = 0
     other: int = 0
 
     def add(self, t_us: int, buf: bytes, kind: str, orig_len: int | None = None) -> None:
         self.frames.append(
-            (t_us, len(self.frames), buf, len(buf) if orig_len is None else orig_len)
+            (t_us, len(self.frames), buf, len(buf) if orig_len is None else orig_len, kind)
         )
         setattr(self, kind, getattr(self, kind) + 1)
 
     def write(self, path: Path, nano: bool = False) -> None:
         ordered = sorted(self.frames)
-        F.write_pcap(path, self.linktype, [(_ts(t), buf, n) for t, _, buf, n in ordered], nano=nano)
+        F.write_pcap(
+            path, self.linktype, [(_ts(t), buf, n) for t, _, buf, n, _ in ordered], nano=nano
+        )
 
     def manifest(self) -> dict[str, int]:
         return {
@@ -379,6 +392,12 @@ HANDSHAKES: list[Flow] = [
     # Unanswered: the SYN retransmitted twice (1 s, then 2 s later), still one attempt.
     Flow("192.168.1.12", "203.0.113.99", 42003, 443, s(0.5), 0xAAAAAAAA, 0,
          syn=(0, RETX_US, 3 * RETX_US)),
+    # Abandoned: answered by SYN+ACK (retransmitted once by the server), never completed.
+    Flow("192.168.1.14", "198.51.100.31", 42004, 443, s(0.52), 0x13131313, 0x14141414,
+         synack=(ms(20.2), ms(20.2) + RETX_US)),
+    # Abandoned after a retransmitted SYN.
+    Flow("192.168.1.14", "198.51.100.31", 42005, 443, s(0.53), 0x15151515, 0x16161616,
+         syn=(0, RETX_US), synack=(RETX_US + ms(21.0),)),
     # IPv6.
     completed("2001:db8:1::10", "2001:db8:2::20", 43000, 443, s(0.55), ms(33.333), ms(0.444),
               isn_c=0xBBBBBBBB, isn_s=0xCCCCCCCC),
@@ -561,7 +580,13 @@ def make_hostile(out: Path) -> Capture:
     cap.write(out / "hostile.pcap")
     write_json(
         out / "hostile.expected.json",
-        {"connections": expected(HOSTILE_GOOD), "malformed": cap.malformed},
+        {
+            "connections": expected(HOSTILE_GOOD),
+            "malformed": cap.malformed,
+            # Each frame's time (µs) and kind: tests see which frames pass the kernel filter
+            # (tcpdump -tt prints their times) and expect exactly those malformed ones.
+            "frames": [[t, kind] for t, _, _, _, kind in sorted(cap.frames)],
+        },
     )
     return cap
 
@@ -634,6 +659,13 @@ def sample_flows() -> list[Flow]:
                 Flow(client, server, sport, dport, start, isn_c, isn_s, syn=syn, synack=synack,
                      ack=ack, data=tuple(data), fin=fin)
             )  # fmt: skip
+    # A few clients that give up after the SYN+ACK (scanners, closed laptops): abandoned.
+    for i in range(3):
+        flows.append(
+            Flow("192.168.1.13", "198.51.100.7", 60_000 + i, 443,
+                 BASE_US + 20_000_000 + i * 7_000_000, 0x60000000 + i, 0x70000000 + i,
+                 synack=(ms(31.5 + i),))
+        )  # fmt: skip
     return flows
 
 
