@@ -1,7 +1,7 @@
 """What collector plugins hand to the store: parameterised Cypher fragments.
 
 A batch from a sensor is applied as ONE graph query together with the sensor's delivery mark
-(DESIGN.md, "Wire protocol and delivery"). Plugins therefore do not write themselves: they return
+(docs/architecture.md, "Delivery"). Plugins therefore do not write themselves: they return
 :class:`GraphWrite` fragments, and the store joins them into that query.
 """
 

@@ -44,7 +44,7 @@ FAULT_KILL_AFTER = "NG_FAULT_KILL_AFTER_WRITE"
 
 @dataclass
 class Limits:
-    """What one collector accepts before it pushes back (DESIGN.md, "Scale")."""
+    """What one collector accepts before it pushes back (docs/architecture.md, "Scale")."""
 
     #: Concurrent sensor streams; more are turned away with RESOURCE_EXHAUSTED.
     max_streams: int = 1024

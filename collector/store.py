@@ -1,6 +1,6 @@
 """The graph store: FalkorDB, written in batches, one query per sensor batch.
 
-Delivery (DESIGN.md, "Wire protocol and delivery"): a batch is applied together with the sensor's
+Delivery (docs/architecture.md, "Delivery"): a batch is applied together with the sensor's
 delivery mark in ONE query, guarded by that mark::
 
     MATCH (s:Sensor {id: $sid}) WHERE s.epoch = $epoch AND s.acked_seq = $prev

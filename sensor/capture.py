@@ -1,7 +1,7 @@
 """Capture: a thin adapter over libpcap (pypcap) that yields ``(ts, frame)`` lists.
 
 Live handles run in non-blocking mode and are read when their file descriptor is readable (a
-blocking ``dispatch`` in a thread hung the interpreter, DESIGN.md). Files are read through the very
+blocking ``dispatch`` in a thread hung the whole interpreter). Files are read through the very
 same libpcap, with the same kernel-syntax filter, so replay and live share one code path.
 """
 

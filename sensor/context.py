@@ -25,7 +25,7 @@ class PluginContext:
     config: dict[str, Any]
     replay: bool
     #: Whether active probing is allowed: False when replaying unless --probe was given. Plugins
-    #: that probe must check it (DESIGN.md, safety rules).
+    #: that probe must check it (docs/architecture.md, "Safety").
     probing_allowed: bool
     _emit: Callable[[str, Message], None]
     #: direction(client, server) -> wire_pb2.Direction value, from --local-networks.

@@ -49,6 +49,9 @@ def assert_graph_matches(
             "client_rtt_samples",
         ):
             assert g[f] == e[f] * factor, f"{key} {f}: graph {g[f]} expected {e[f] * factor}"
+        # Every attempt has exactly one verdict.
+        verdicts = ("count", "refused", "unanswered", "abandoned", "evicted")
+        assert g["attempts"] == sum(g[v] for v in verdicts), key
         # The means as FalkorDB computed them in its SET (from the parts before the clause).
         for f in (
             "rtt_ms_min",
