@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(args.verbose, name="lab")
     try:
         if os.geteuid() != 0:
-            raise UserError(f"{PROG} builds network namespaces and needs root; run it with sudo")
+            raise UserError("the lab builds network namespaces and needs root; run it with sudo")
         from net_gazer.lab import builder
 
         missing = builder.missing_tools()

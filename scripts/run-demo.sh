@@ -140,7 +140,8 @@ if [[ -z $iface ]]; then
   lab_up=1 # from here on, `down` runs on exit: it is idempotent, also after a failed `up`
   "$venv/bin/net-gazer-lab" up --name "$lab" >"$run_dir/lab.log"
   # --locations places the lab's routers and servers on the map, where the collector knows it.
-  if "$venv/bin/net-gazer-collector" --help | grep -q -- '--locations'; then
+  collector_help=$("$venv/bin/net-gazer-collector" --help)
+  if [[ $collector_help == *--locations* ]]; then
     locations=$("$venv/bin/net-gazer-lab" status "$lab" --json |
       "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)[0]["locations"])')
     collector_args+=(--locations "$locations")
