@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from net_gazer.errors import UserError
 from net_gazer.lab import locations
@@ -59,13 +60,26 @@ def missing_tools() -> list[str]:
     return sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
 
 
-def _run(cmd: Sequence[str], stdin: str | None = None) -> str:
-    proc = subprocess.run(
-        list(cmd), input=stdin, capture_output=True, text=True, timeout=60, check=False
-    )
-    if proc.returncode != 0:
-        raise StepError(cmd, proc.stderr)
-    return proc.stdout
+def _run(cmd: Sequence[str], stdin: str | None = None, log: Path | None = None) -> str:
+    """Run ``cmd`` and return its output; StepError with its message when it fails. With
+    ``log``, the output goes to that file instead (a detached process keeps writing to it)."""
+    try:
+        if log is None:
+            proc = subprocess.run(
+                list(cmd), input=stdin, capture_output=True, text=True, timeout=60, check=False
+            )
+            code, out, err = proc.returncode, proc.stdout, proc.stderr
+        else:
+            with log.open("ab") as f:
+                code = subprocess.run(
+                    list(cmd), stdin=subprocess.DEVNULL, stdout=f, stderr=f, timeout=60, check=False
+                ).returncode
+            out, err = "", f"see {log}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StepError(cmd, str(exc)) from None
+    if code != 0:
+        raise StepError(cmd, err)
+    return out
 
 
 def _in(ns: str, *cmd: str) -> str:
@@ -172,7 +186,10 @@ def _build(state: LabState, topo: Topology, *, icmp_ratelimit: bool, nat: bool) 
             set_icmp_ratelimit(state, on=False)
     with _step("starting the servers"):
         _start_servers(state, topo, ns)
-    state.locations.write_text(locations.render(topo, lab))
+    try:
+        state.locations.write_text(locations.render(topo, lab))
+    except OSError as exc:
+        raise UserError(f"cannot write {state.locations}: {exc.strerror}") from None
     state.status = "up"
     state.save()
 
@@ -185,12 +202,8 @@ def _start_servers(state: LabState, topo: Topology, ns: dict[str, str]) -> None:
         spec = json.dumps(
             [{"proto": s.proto, "port": s.port, "kind": s.kind} for s in node.services]
         )
-        with (state.dir / f"{name}.log").open("ab") as out:
-            subprocess.run(
-                ["setsid", "--fork", "ip", "netns", "exec", ns[name], sys.executable, "-m",
-                 "net_gazer.lab.servers", spec, str(ready)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=True, timeout=30,
-            )  # fmt: skip
+        _run(["setsid", "--fork", "ip", "netns", "exec", ns[name], sys.executable, "-m",
+              "net_gazer.lab.servers", spec, str(ready)], log=state.dir / f"{name}.log")  # fmt: skip
         pending[name] = ready
     deadline = time.monotonic() + SERVER_WAIT
     while pending:
