@@ -374,18 +374,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def session_processes(sid: int) -> list[tuple[int, int]]:
-    """(pid, start time) of every process in session ``sid``."""
-    out = []
+def process_tree(sid: int) -> list[tuple[int, int]]:
+    """(pid, start time) of every process in session ``sid`` and of their descendants in other
+    sessions (the embedded FalkorDB has one of its own)."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rpartition(")")[2].split()
             except OSError:
                 continue
-            if int(fields[3]) == sid:
-                out.append((int(entry.name), int(fields[19])))
-    return out
+            table[int(entry.name)] = (int(fields[1]), int(fields[3]), int(fields[19]))
+    tree = {pid for pid, (_, session, _) in table.items() if session == sid}
+    grown = True
+    while grown:
+        more = {pid for pid, (ppid, _, _) in table.items() if ppid in tree} - tree
+        tree |= more
+        grown = bool(more)
+    return [(pid, table[pid][2]) for pid in sorted(tree)]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def lab_namespaces(name: str) -> list[str]:
@@ -425,10 +438,9 @@ def test_make_run_demo(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, edges
             time.sleep(0.5)
         lab_state = json.loads((state.STATE_ROOT / lab / "state.json").read_text())
-        procs = session_processes(proc.pid) + [
-            (p["pid"], p["start"]) for p in lab_state["processes"]
-        ]
+        procs = process_tree(proc.pid) + [(p["pid"], p["start"]) for p in lab_state["processes"]]
         assert len(procs) >= 8  # make, bash, collector, FalkorDB, sensor, 3 servers, ...
+        assert any(b"redis-server" in cmdline(pid) for pid, _ in procs)  # in a session of its own
         started = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(10)
