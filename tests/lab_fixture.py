@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,15 +115,26 @@ class LabNet:
 
     @contextlib.contextmanager
     def tcpdump(self, node: str, ifname: str, pcap: Path, expression: str) -> Iterator[None]:
-        """An independent capture: tcpdump writing ``pcap`` (packet-buffered) while the block
-        runs, and a moment after, so that the last segments are in."""
+        """An independent capture: tcpdump writing ``pcap`` while the block runs, and a moment
+        after, so that the last segments are in. Immediate mode: without it libpcap hands over
+        packets in blocks, and the last block is lost when tcpdump stops. Fails unless tcpdump
+        wrote every packet its filter took."""
         log = pcap.with_suffix(".log")
-        with self.process(
-            node, "tcpdump", "-i", ifname, "-n", "-U", "-w", str(pcap), expression, log=log
-        ) as proc:
+        cmd = ["tcpdump", "--immediate-mode", "-U", "-n", "-i", ifname, "-w", str(pcap), expression]
+        with self.process(node, *cmd, log=log) as proc:
             wait_for_text(log, "listening on", proc)
             yield
             time.sleep(0.3)
+        text = log.read_text()
+        counts = {
+            m[1]: int(m[0])
+            for m in re.findall(
+                r"(\d+) packets? (captured|received by filter|dropped by kernel)", text
+            )
+        }
+        assert counts.get("captured") == counts.get("received by filter") and not counts.get(
+            "dropped by kernel"
+        ), text
 
     @contextlib.contextmanager
     def shaped(self, node: str, ifname: str, rate: str) -> Iterator[None]:
