@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, connects, graph_query
 from lab_fixture import LAB_BIN, TTL_BURST, UDP_SPREAD, LabNet, sh, stop, unique_name, wait_for_text
+from test_docs import readme_query_command
 
 from net_gazer.lab import locations, state, topology
 
@@ -437,6 +438,23 @@ def test_make_run_demo(tmp_path: Path) -> None:
                 break
             assert time.monotonic() < deadline, edges
             time.sleep(0.5)
+        # The README's query example, as a user runs it after the two commands.
+        argv = readme_query_command()
+        query = subprocess.run(
+            [str(venv / "bin" / "net-gazer-query"), *(
+                str(tmp_path / "run" / "data") if a == ".run/data" else a for a in argv[1:]
+            )],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert query.returncode == 0, query.stderr
+        assert query.stdout.splitlines()[0].split() == [
+            "c.ip",
+            "s.ip",
+            "e.dport",
+            "e.count",
+            "e.rtt_ms",
+        ]
+        assert query.stdout.splitlines()[-1] == "(10 rows)"
         lab_state = json.loads((state.STATE_ROOT / lab / "state.json").read_text())
         procs = process_tree(proc.pid) + [(p["pid"], p["start"]) for p in lab_state["processes"]]
         assert len(procs) >= 8  # make, bash, collector, FalkorDB, sensor, 3 servers, ...
@@ -460,6 +478,49 @@ def test_make_run_demo(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         sh(LAB_BIN, "down", lab, check=False)
+
+
+@pytest.mark.root
+def test_make_run_stops_cleanly_on_ctrl_c_ten_times_in_a_row(tmp_path: Path) -> None:
+    """Start the demo, Ctrl-C it (SIGINT to the process group, as a terminal does), ten times:
+    every process it started is gone within 5 s each time, with no traceback."""
+    venv = Path(sys.executable).parent.parent
+    times = []
+    for round_ in range(10):
+        lab = unique_name("ctrlc")
+        run_dir = tmp_path / f"run{round_}"
+        env = {**os.environ, "RUN_HTTP": f"127.0.0.1:{free_port()}", "RUN_DIR": str(run_dir),
+               "LAB_NAME": lab, "RUN_TRAFFIC_RATE": "20", "RUN_TRAFFIC_SECONDS": "1",
+               "RUN_TRAFFIC_PAUSE": "1"}  # fmt: skip
+        out = tmp_path / f"make{round_}.out"
+        with out.open("wb") as f:
+            proc = subprocess.Popen(
+                ["make", "run", f"VENV={venv}"], cwd=ROOT, env=env, stdout=f,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        try:
+            wait_for_text(out, "net-gazer is up", proc, timeout=120)
+            time.sleep(0.5 + 0.3 * (round_ % 4))  # Ctrl-C at different points of the traffic
+            lab_state = json.loads((state.STATE_ROOT / lab / "state.json").read_text())
+            procs = process_tree(proc.pid) + [
+                (p["pid"], p["start"]) for p in lab_state["processes"]
+            ]
+            started = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(10)
+            while any(state.alive(*p) for p in procs) and time.monotonic() < started + 5:
+                time.sleep(0.05)
+            times.append(time.monotonic() - started)
+            assert [p for p in procs if state.alive(*p)] == [], f"round {round_}"
+            assert lab_namespaces(lab) == [], f"round {round_}"
+            for log in [out, *run_dir.glob("*.log")]:
+                assert "Traceback" not in log.read_text(errors="replace"), (round_, log)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            sh(LAB_BIN, "down", lab, check=False)
+    assert max(times) < 5, f"stopping took {max(times):.1f} s at worst: {times}"
 
 
 # -- up and down ---------------------------------------------------------------------------
