@@ -120,8 +120,10 @@ def start_collector(
     config: str | None = None,
     env: dict[str, str] | None = None,
     args: Iterable[str] = (),
+    python: str = sys.executable,
 ) -> RunningCollector:
-    """Start ``net-gazer-collector`` in this interpreter on free ports; return once it listens.
+    """Start ``net-gazer-collector`` in this interpreter (or ``python``) on free ports; return
+    once it listens.
 
     ``config`` is the text of a collector configuration file (TOML), ``env`` adds to the
     environment, ``args`` are further command-line arguments."""
@@ -130,7 +132,7 @@ def start_collector(
     graph = graph or f"t_{tag}"
     ready = workdir / f"collector-{tag}.ready"
     log = workdir / f"collector-{tag}.log"
-    argv = [sys.executable, "-m", "net_gazer.collector.cli", "--listen", "127.0.0.1:0",
+    argv = [python, "-m", "net_gazer.collector.cli", "--listen", "127.0.0.1:0",
             "--http", "127.0.0.1:0", "--graph-url", graph_url, "--graph", graph,
             "--ready-file", str(ready), "-v"]  # fmt: skip
     if config is not None:
@@ -170,6 +172,7 @@ def replay(
     config: str | None = None,
     env: dict[str, str] | None = None,
     check: bool = True,
+    python: str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
     """``net-gazer-sensor -r pcap`` against ``collector``, in this interpreter (so it loads the
     sensor plugins installed here); it exits once the collector acknowledged everything.
@@ -177,7 +180,7 @@ def replay(
     ``config`` is the text of a sensor configuration file (TOML, with ``[plugins.NAME]``
     sections); with ``check`` a non-zero exit fails the test with the sensor's output."""
     workdir = collector.log.parent
-    argv = [sys.executable, "-m", "net_gazer.sensor.cli", "-r", str(pcap),
+    argv = [python, "-m", "net_gazer.sensor.cli", "-r", str(pcap),
             "--collector", collector.address, "--sensor-id", sensor_id, *args]  # fmt: skip
     if config is not None:
         path = workdir / f"sensor-{uuid.uuid4().hex[:8]}.toml"
@@ -251,9 +254,10 @@ def sensor_run(
 def payloads(batches: Iterable[wire_pb2.Batch], plugin: str, message_type: type[M]) -> list[M]:
     """The messages of ``message_type`` that sensor plugin ``plugin`` emitted, in order."""
     out: list[M] = []
+    descriptor: Any = message_type.DESCRIPTOR  # the stubs type it as either implementation's
     for batch in batches:
         for ext in batch.extensions:
-            if ext.plugin == plugin and ext.payload.Is(message_type.DESCRIPTOR):
+            if ext.plugin == plugin and ext.payload.Is(descriptor):
                 msg = message_type()
                 ext.payload.Unpack(msg)
                 out.append(msg)

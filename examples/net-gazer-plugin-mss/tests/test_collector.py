@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from net_gazer.testing import RunningCollector, replay
 
 HERE = Path(__file__).resolve().parent

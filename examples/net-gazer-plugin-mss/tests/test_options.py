@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from net_gazer_plugin_mss.options import mss_option
 
 

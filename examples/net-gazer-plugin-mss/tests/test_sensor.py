@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from net_gazer_plugin_mss import mss_pb2
-
 from net_gazer.testing import payloads, sensor_run
+
+from net_gazer_plugin_mss import mss_pb2
 
 HERE = Path(__file__).resolve().parent
 PCAP = HERE / "mss.pcap"

@@ -13,7 +13,6 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from google.protobuf.any_pb2 import Any as AnyMessage
-
 from net_gazer.collector import (
     CollectorContext,
     GraphWrite,
@@ -23,6 +22,7 @@ from net_gazer.collector import (
     read_graph,
     scope_of,
 )
+
 from net_gazer_plugin_mss import mss_pb2
 
 #: One FOREACH clause over ``$rows``; the store runs it inside the batch's delivery guard, which

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from net_gazer.sensor import TH_SYN, PluginContext, TcpSegment, hookimpl, ntop
+
 from net_gazer_plugin_mss import mss_pb2
 from net_gazer_plugin_mss.options import mss_option
 
