@@ -216,6 +216,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
             if auth.tokens
             else "none",
             "plugins": plugins.describe(),
+            "ingest": service.status(),
         }
 
     app = create_app(WebConfig(graph_url=url, graph=cfg.graph, status=status))

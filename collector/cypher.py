@@ -44,11 +44,14 @@ def literal(value: Any) -> str:
     raise TypeError(f"cannot pass a {t.__name__} as a Cypher parameter")
 
 
-def with_params(query: str, params: dict[str, Any]) -> str:
-    """``CYPHER k=v ... query``: the parameter header FalkorDB reads, then the query."""
-    if not params:
+def with_params(query: str, params: dict[str, Any], literals: dict[str, str] | None = None) -> str:
+    """``CYPHER k=v ... query``: the parameter header FalkorDB reads, then the query.
+    ``literals`` are parameters already serialised with :func:`literal`."""
+    if not params and not literals:
         return query
-    for name in params:
+    for name in [*params, *(literals or ())]:
         if not name.isidentifier():
             raise ValueError(f"parameter name {name!r} is not an identifier")
-    return "CYPHER " + " ".join(f"{k}={literal(v)}" for k, v in params.items()) + " " + query
+    header = [f"{k}={literal(v)}" for k, v in params.items()]
+    header += [f"{k}={text}" for k, text in (literals or {}).items()]
+    return "CYPHER " + " ".join(header) + " " + query

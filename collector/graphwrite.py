@@ -28,6 +28,8 @@ class GraphWrite:
     cypher: str
     rows: list[dict[str, Any]]
     hosts: list[tuple[str, float]] = field(default_factory=list)
+    #: The collector plugin that returned this write (set by the host, not by plugins).
+    plugin: str = field(default="", compare=False)
 
     def bind(self, name: str) -> str:
         """The fragment with ``$rows`` renamed to ``$<name>``."""
@@ -43,3 +45,11 @@ class SensorInfo:
     epoch: str
     hostname: str = ""
     version: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Loss:
+    """A collector plugin's part of one batch that did not reach the graph, and why."""
+
+    plugin: str
+    reason: str

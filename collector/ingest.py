@@ -4,7 +4,20 @@ The first envelope must be a hello; the answer is the mark the graph holds for t
 Every later envelope is applied through the store (exactly once, with the mark, in one query) and
 only then acknowledged. Errors end the stream with a status the sensor can act on:
 ``INVALID_ARGUMENT`` for malformed streams, ``FAILED_PRECONDITION`` for delivery holes,
-``UNAVAILABLE`` while the graph database is down (the sensor resends later).
+``UNAVAILABLE`` while the graph database is down or refuses a write for a reason that may pass
+(the sensor resends later).
+
+Which database errors may cost data: only those known to be permanent *for that batch*
+(:data:`PERMANENT_ERRORS`: FalkorDB rejecting the query for its text or its data, as a parse
+error, a type mismatch, a map as a property value). Everything else, timeouts, memory limits,
+a read-only replica, anything unknown, is retried: the stream ends with ``UNAVAILABLE`` after a
+pause that doubles with each consecutive failure of that sensor (0.5 s up to 30 s), so neither
+side loops hot. A permanent refusal first costs only the part of the plugin it comes from: the
+batch is tried again without each plugin's part in turn, and the first that applies counts
+the dropped part on the ``Sensor`` node (``store.py``). Only when none applies does the batch
+become a counted gap. A part whose rows cannot even be serialised (a third-party plugin's map
+key that is no identifier, an object of an unsupported type) is dropped and counted the same
+way before the query is sent, and the stream goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +29,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -25,9 +38,9 @@ from google.protobuf.message import DecodeError
 
 from net_gazer import PROTOCOL_MINOR
 from net_gazer.collector.auth import Authenticator
-from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
+from net_gazer.collector.graphwrite import Loss, SensorInfo
 from net_gazer.collector.plugins import CollectorPlugins
-from net_gazer.collector.store import DeliveryError, GraphStore, Outcome
+from net_gazer.collector.store import DeliveryError, GraphStore, Outcome, PoisonBatch
 from net_gazer.v1 import wire_pb2, wire_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -85,10 +98,15 @@ class IngestStats:
     duplicates: int = 0
     gaps: int = 0
     rejected: int = 0
+    #: Batches the graph database refused for good: recorded as gaps.
+    refused_batches: int = 0
+    #: Writes that failed for a reason that may pass; the sensor resent them later.
+    retried_writes: int = 0
+    #: Batches applied without the part of a plugin that the database refused.
+    salvaged_batches: int = 0
     unauthenticated: int = 0
     denied: int = 0
     shed: int = 0
-    refused_batches: int = 0
     throttled_seconds: float = 0.0
 
 
@@ -96,8 +114,22 @@ class IngestStats:
 #: any JSON consumer too. A sensor cutting a batch a millisecond would need 285,000 years.
 MAX_SEQ = 2**53
 
-#: Prefixes of FalkorDB/Redis errors that mean "try again later", not "this query is bad".
-TRANSIENT_ERRORS = ("OOM", "READONLY", "MASTERDOWN", "NOREPLICAS", "LOADING", "BUSY", "TRYAGAIN")
+#: FalkorDB errors that refuse a query for its text or its data, and so would refuse it again
+#: (messages of FalkorDB 4.16, checked against the server in tests/test_ingest_errors.py). Only
+#: these may cost a batch, or a plugin's part of it; every other error is retried.
+PERMANENT_ERRORS = (
+    "errMsg: Invalid input",  # the query does not parse
+    "Property values can only be of primitive types or arrays of primitive types",
+    "Type mismatch:",
+    "Division by zero",
+    "Cannot merge node using null property value",
+    "Cannot merge relationship using null property value",
+    "Unknown function '",
+    " not defined",  # an unknown variable: "'x' not defined"
+)
+#: The pause before a failed write ends the stream, doubling per consecutive failure.
+RETRY_MIN = 0.5
+RETRY_MAX = 30.0
 
 
 class Undecodable:
@@ -130,8 +162,12 @@ def add_to_server(service: IngestService, server: grpc.aio.Server) -> None:
     )
 
 
-def _transient(exc: redis.exceptions.ResponseError) -> bool:
-    return str(exc).lstrip().upper().startswith(TRANSIENT_ERRORS)
+def _permanent(exc: redis.exceptions.RedisError) -> bool:
+    """True only for a refusal that resending the same batch cannot change."""
+    if type(exc) is not redis.exceptions.ResponseError:  # OOM, LOADING, READONLY, ... subclasses
+        return False
+    message = str(exc)
+    return any(marker in message for marker in PERMANENT_ERRORS)
 
 
 def _valid_id(value: str) -> bool:
@@ -152,6 +188,7 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         self.limits = limits or Limits()
         self._writes_sem = asyncio.Semaphore(self.limits.max_writes)
         self.stats = IngestStats()
+        self._failures: dict[str, int] = {}  # consecutive failed writes, by sensor id
         kill = os.environ.get(FAULT_KILL_AFTER, "")
         self._kill_after = int(kill) if kill.isdigit() else 0
 
@@ -239,16 +276,16 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         )
         try:
             acked = await self.store.hello(sensor, hello)
-        except redis.exceptions.ResponseError as exc:
-            if _transient(exc):
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database busy: {exc}")
-            await self._reject(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the graph database refused this hello: {exc}",
-            )
-        except (redis.exceptions.RedisError, OSError) as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database unavailable: {exc}")
+        except redis.exceptions.RedisError as exc:
+            if _permanent(exc):
+                await self._reject(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the graph database refused this hello: {exc}",
+                )
+            await self._retry_later(context, sensor, f"graph database unavailable: {exc}")
+        except OSError as exc:
+            await self._retry_later(context, sensor, f"graph database unavailable: {exc}")
         log.info(
             "sensor %s connected from %s (epoch %s, mark %d)",
             sensor.id,
@@ -291,26 +328,7 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                     if wait > 0:
                         self.stats.throttled_seconds += wait
                         await asyncio.sleep(wait)  # backpressure: the ack comes later
-                    try:
-                        await asyncio.wait_for(
-                            self._writes_sem.acquire(), timeout=self.limits.write_wait
-                        )
-                    except TimeoutError:
-                        self.stats.shed += 1
-                        await self._reject(
-                            context,
-                            grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            "the graph database is too slow to take more writes; the sensor keeps its batches and retries",
-                        )
-                    try:
-                        outcome = await self.store.apply(
-                            sensor,
-                            env.seq,
-                            self._writes(sensor, env.batch),
-                            dict(env.batch.counters),
-                        )
-                    finally:
-                        self._writes_sem.release()
+                    outcome = await self._apply_batch(context, sensor, env)
                     self.stats.batches += 1
                 elif env.HasField("gap"):
                     outcome = await self.store.gap(sensor, env.seq, env.gap)
@@ -325,17 +343,9 @@ class IngestService(wire_pb2_grpc.IngestServicer):
             except DeliveryError as exc:
                 await self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
                 return
-            except redis.exceptions.ResponseError as exc:
-                if _transient(exc):
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database busy: {exc}")
-                # The database refuses this batch and would refuse it again: resending cannot
-                # help. Record it as lost, visibly, and go on (the mark moves past it).
-                outcome = await self._record_refused(context, sensor, env, exc)
             except (redis.exceptions.RedisError, OSError) as exc:
-                log.warning("graph write failed for sensor %s: %s", sensor.id, exc)
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE, f"graph database unavailable: {exc}"
-                )
+                await self._retry_later(context, sensor, f"graph database unavailable: {exc}")
+            self._failures.pop(sensor.id, None)
             if outcome.value == "duplicate":
                 self.stats.duplicates += 1
             elif self._kill_after and self.store.stats.batches >= self._kill_after:
@@ -345,6 +355,69 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                 )
                 os.kill(os.getpid(), signal.SIGKILL)
             yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=env.seq)
+
+    async def _apply_batch(
+        self, context: Context, sensor: SensorInfo, env: wire_pb2.Envelope
+    ) -> Outcome:
+        """Apply a batch with its plugins' writes; what the database refuses for good costs the
+        refusing plugin's part, or the batch as a gap (see the module docstring)."""
+        try:
+            await asyncio.wait_for(self._writes_sem.acquire(), timeout=self.limits.write_wait)
+        except TimeoutError:
+            self.stats.shed += 1
+            await self._reject(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "the graph database is too slow to take more writes; the sensor keeps its batches and retries",
+            )
+        try:
+            writes, losses, unhandled = self.plugins.collect(sensor, env.batch)
+            counters = dict(env.batch.counters)
+            try:
+                return await self.store.apply(
+                    sensor, env.seq, writes, counters, losses=losses, unhandled=unhandled
+                )
+            except PoisonBatch as exc:
+                return await self._record_refused(context, sensor, env, exc)
+            except redis.exceptions.RedisError as exc:
+                if not _permanent(exc):
+                    raise
+                refusal = exc
+            for plugin in dict.fromkeys(w.plugin for w in writes):
+                without = [w for w in writes if w.plugin != plugin]
+                lost = [*losses, Loss(plugin, f"refused by the graph database: {refusal}")]
+                try:
+                    outcome = await self.store.apply(
+                        sensor, env.seq, without, counters, losses=lost, unhandled=unhandled
+                    )
+                except redis.exceptions.RedisError as exc:
+                    if not _permanent(exc):
+                        raise
+                    continue
+                self.stats.salvaged_batches += 1
+                log.error(
+                    "the graph database refused collector plugin %s's part of batch %d of sensor "
+                    "%s (%s); the rest of the batch is applied and the loss counted",
+                    plugin, env.seq, sensor.id, refusal,
+                )  # fmt: skip
+                return outcome
+            return await self._record_refused(context, sensor, env, refusal)
+        finally:
+            self._writes_sem.release()
+
+    async def _retry_later(self, context: Context, sensor: SensorInfo, why: str) -> None:
+        """End the stream UNAVAILABLE after a pause that grows with consecutive failures."""
+        failures = self._failures[sensor.id] = self._failures.get(sensor.id, 0) + 1
+        if len(self._failures) > 100_000:
+            self._failures.clear()
+        self.stats.retried_writes += 1
+        pause = min(RETRY_MIN * 2 ** (failures - 1), RETRY_MAX)
+        log.warning(
+            "graph write failed for sensor %s (%s); the sensor resends after %.1f s",
+            sensor.id, why, pause,
+        )  # fmt: skip
+        await asyncio.sleep(pause)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, why)
 
     async def _record_refused(
         self, context: Context, sensor: SensorInfo, env: wire_pb2.Envelope, exc: Exception
@@ -363,23 +436,16 @@ class IngestService(wire_pb2_grpc.IngestServicer):
             lost_items=items,
             reason=f"refused by the graph database: {exc}"[:500],
         )
-        try:
-            return await self.store.gap(sensor, env.seq, gap)
-        except DeliveryError as err:
-            await self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(err))
-        except (redis.exceptions.RedisError, OSError) as err:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"graph database unavailable: {err}")
-        raise AssertionError("unreachable")  # abort raises
+        return await self.store.gap(sensor, env.seq, gap)
 
-    def _writes(self, sensor: SensorInfo, batch: wire_pb2.Batch) -> list[GraphWrite]:
-        writes = self.plugins.graph_writes(sensor, batch)
-        for ext in batch.extensions:
-            handled = self.plugins.handle_extension(sensor, ext.plugin, ext.payload)
-            if handled is None:
-                unhandled = self.plugins.unhandled
-                # Names come from the network: past 256 of them, count the rest together.
-                name = ext.plugin if ext.plugin in unhandled or len(unhandled) < 256 else "<other>"
-                unhandled[name] = unhandled.get(name, 0) + 1
-            else:
-                writes.extend(handled)
-        return writes
+    def status(self) -> dict[str, Any]:
+        """Delivery health for the collector's status (/healthz): what was retried, refused and
+        lost since this collector started."""
+        s, store = self.stats, self.store.stats
+        return {
+            "retried_writes": s.retried_writes,
+            "refused_batches": s.refused_batches,
+            "salvaged_batches": s.salvaged_batches,
+            "plugin_lost": dict(store.plugin_lost),
+            "unhandled_extensions": dict(self.plugins.unhandled),
+        }

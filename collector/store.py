@@ -10,6 +10,24 @@ delivery mark in ONE query, guarded by that mark::
 If the guard does not hold, nothing at all is written; the store then reads the mark to tell a
 replay (at or below the mark: acknowledge and skip) from a hole (a protocol error). A crash between
 the write and the ack therefore costs a resend, never a double count.
+
+**What a batch loses on the way is counted in the same query**, on the ``Sensor`` node, so it is
+counted once, exactly when the batch applies:
+
+- ``plugin_lost_<name>``: parts of batches that collector plugin ``<name>`` did not get into the
+  graph: its ``ng_graph_writes`` raised, returned something that is not a list of writes, or it
+  is disabled (once per batch); its ``ng_handle_extension`` raised (once per extension); or its
+  rows hold a value that cannot be passed to the database (a map key that is no identifier, an
+  object of an unsupported type) or that the database refuses for its data (a map as a
+  property, a type mismatch), once per batch. Such a part is dropped alone; the rest of the
+  batch, other plugins' parts and the mark, applies. ``<name>`` is the plugin's name with every
+  character outside ``[A-Za-z0-9_]`` replaced by ``_`` (plugin names are the collector's own
+  installed entry points, never the network's).
+- ``plugin_lost``: the sum over all plugins; ``last_plugin_loss``: the latest reason, naming the
+  plugin.
+- ``unhandled_extensions``: extensions that no collector plugin handled.
+
+The collector's status shows the same counts since its start (``IngestService.status``).
 """
 
 from __future__ import annotations
@@ -17,16 +35,17 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.exceptions
 from falkordb.asyncio import FalkorDB
 
-from net_gazer.collector.cypher import with_params
-from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
+from net_gazer.collector.cypher import literal, with_params
+from net_gazer.collector.graphwrite import GraphWrite, Loss, SensorInfo
 from net_gazer.netaddr import GLOBAL_SCOPE, addr_info, scope_of
 from net_gazer.v1 import wire_pb2
 
@@ -101,12 +120,48 @@ class DeliveryError(Exception):
     """A batch that cannot be applied: wrong epoch, or a hole before it."""
 
 
+class PoisonBatch(ValueError):
+    """A batch whose own parameters (outside any plugin's part) cannot be passed to the
+    database: resending cannot help."""
+
+
 @dataclass(slots=True)
 class StoreStats:
     batches: int = 0
     duplicates: int = 0
     rows: int = 0
     write_seconds: float = 0.0
+    #: Parts of applied batches each collector plugin lost (see the module docstring).
+    plugin_lost: dict[str, int] = field(default_factory=dict)
+    unhandled_extensions: int = 0
+
+
+def loss_property(plugin: str) -> str:
+    """The Sensor property that counts ``plugin``'s losses."""
+    return "plugin_lost_" + (re.sub(r"[^A-Za-z0-9_]", "_", plugin) or "_")
+
+
+def _admissible(w: GraphWrite, addresses: set[str]) -> str:
+    """The serialised rows of ``w``; ValueError/TypeError when the write cannot be sent.
+    ``addresses`` holds host addresses known to parse (a cache: hosts recur in every batch)."""
+    if not isinstance(w.cypher, str) or not isinstance(w.rows, list):
+        raise TypeError("a GraphWrite needs a str cypher and a list of rows")
+    if not isinstance(w.hosts, list | tuple):
+        raise TypeError("GraphWrite.hosts must be a list of (ip, timestamp) pairs")
+    for host in w.hosts:
+        if not (
+            isinstance(host, tuple | list)
+            and len(host) == 2
+            and isinstance(host[0], str)
+            and isinstance(host[1], int | float)
+        ):
+            raise TypeError(f"GraphWrite.hosts holds {host!r}, not an (ip, timestamp) pair")
+        if host[0] not in addresses:
+            addr_info(host[0])  # ValueError for what is not an address
+            if len(addresses) > 1_000_000:
+                addresses.clear()
+            addresses.add(host[0])
+    return literal(w.rows)
 
 
 Enricher = Callable[[str, str, dict[str, Any]], None]
@@ -140,6 +195,7 @@ class GraphStore:
         self.enrich: Enricher | None = None
         self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
         self._host_written: dict[tuple[str, str], float] = {}
+        self._addresses: set[str] = set()
 
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
@@ -252,6 +308,11 @@ class GraphStore:
                 props = {}
                 if self.enrich is not None:
                     self.enrich(ip, scope, props)
+                try:
+                    literal(props)
+                except (ValueError, TypeError) as exc:
+                    log.error("host properties for %s from ng_enrich_host dropped: %s", ip, exc)
+                    props = {}
                 if len(self._enriched) > 1_000_000:
                     self._enriched.clear()
                 self._enriched[(scope, ip)] = props
@@ -270,8 +331,29 @@ class GraphStore:
         seq: int,
         writes: list[GraphWrite],
         counters: dict[str, int] | None = None,
+        losses: Iterable[Loss] = (),
+        unhandled: int = 0,
     ) -> Outcome:
-        """Apply one batch exactly once (see the module docstring)."""
+        """Apply one batch exactly once (see the module docstring), counting ``losses`` (and
+        the parts this drops: rows that cannot be passed to the database) with it."""
+        lost = list(losses)
+        literals: dict[str, str] = {}
+        texts: dict[int, str] = {}
+        refused: set[str] = set()
+        for w in writes:
+            if w.plugin in refused:
+                continue
+            try:
+                texts[id(w)] = _admissible(w, self._addresses)
+            except (ValueError, TypeError) as exc:
+                refused.add(w.plugin)
+                lost.append(Loss(w.plugin, f"rows the graph database cannot take: {exc}"))
+                log.error(
+                    "collector plugin %s gave sensor %s's batch %d rows that cannot be passed "
+                    "to the graph database (%s); its part is dropped, the rest applies",
+                    w.plugin or "(unnamed)", sensor.id, seq, exc,
+                )  # fmt: skip
+        writes = [w for w in writes if w.plugin not in refused]
         params: dict[str, Any] = {
             "sid": sensor.id,
             "site": sensor.site,
@@ -282,18 +364,45 @@ class GraphStore:
             "counters": [f"{k}={v}" for k, v in sorted((counters or {}).items())],
             "hosts": self._hosts(sensor, writes),
         }
-        parts = [GUARD_CYPHER, HOSTS_CYPHER]
+        parts = [GUARD_CYPHER]
+        per_plugin: dict[str, int] = {}
+        for loss in lost:
+            per_plugin[loss.plugin] = per_plugin.get(loss.plugin, 0) + 1
+        if per_plugin or unhandled:
+            sets = [
+                "s.plugin_lost = coalesce(s.plugin_lost, 0) + $lost",
+                "s.unhandled_extensions = coalesce(s.unhandled_extensions, 0) + $unhandled",
+            ]
+            for i, (plugin, n) in enumerate(per_plugin.items()):
+                prop = loss_property(plugin)
+                sets.append(f"s.`{prop}` = coalesce(s.`{prop}`, 0) + $lost{i}")
+                params[f"lost{i}"] = n
+            if lost:
+                sets.append("s.last_plugin_loss = $loss_reason")
+                last = lost[-1]
+                params["loss_reason"] = f"plugin {last.plugin}: {last.reason}"[:500]
+            params["lost"] = len(lost)
+            params["unhandled"] = unhandled
+            parts.append("SET " + ", ".join(sets))
+        parts.append(HOSTS_CYPHER)
         for i, w in enumerate(writes):
             name = f"w{i}"
-            params[name] = w.rows
+            literals[name] = texts[id(w)]
             parts.append(w.bind(name))
+        try:
+            query = with_params("\n".join(parts), params, literals)
+        except (ValueError, TypeError) as exc:
+            raise PoisonBatch(str(exc)) from None
         start = time.perf_counter()
-        res = await self.graph.query(with_params("\n".join(parts), params))
+        res = await self.graph.query(query)
         self.stats.write_seconds += time.perf_counter() - start
         if res.properties_set > 0:
             self._hosts_written(params["hosts"])
             self.stats.batches += 1
             self.stats.rows += sum(len(w.rows) for w in writes)
+            for plugin, n in per_plugin.items():
+                self.stats.plugin_lost[plugin] = self.stats.plugin_lost.get(plugin, 0) + n
+            self.stats.unhandled_extensions += unhandled
             return Outcome.APPLIED
         return await self._explain(sensor, seq)
 

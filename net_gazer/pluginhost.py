@@ -109,11 +109,17 @@ class PluginHost:
         return [i.plugin for i in self.implementations(hook)]
 
     def safecall(
-        self, hook: str, *, ctx: Callable[[str], object] | None = None, **kwargs: Any
+        self,
+        hook: str,
+        *,
+        ctx: Callable[[str], object] | None = None,
+        failures: list[tuple[str, str]] | None = None,
+        **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call every active implementation of ``hook``; return ``(plugin, result)`` pairs for the
         ones that returned something other than None. ``ctx(plugin)`` supplies each plugin's own
-        context object as the ``ctx`` argument."""
+        context object as the ``ctx`` argument. ``failures``, when given, gets a ``(plugin,
+        error)`` pair for each implementation that raised."""
         results: list[tuple[str, Any]] = []
         disable: list[_Impl] = []
         for impl in self.implementations(hook):
@@ -123,11 +129,13 @@ class PluginHost:
             start = time.perf_counter()
             try:
                 result = impl.function(**args)
-            except Exception:
+            except Exception as exc:
                 impl.info.errors += 1
                 log.exception(
                     "plugin %s failed in %s (error %d)", impl.plugin, hook, impl.info.errors
                 )
+                if failures is not None:
+                    failures.append((impl.plugin, f"{type(exc).__name__}: {exc}"))
                 continue
             finally:
                 elapsed = time.perf_counter() - start

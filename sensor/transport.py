@@ -7,6 +7,14 @@
 - The outbox is bounded. When it is full, the oldest envelopes are dropped and replaced by one
   ``Gap`` envelope that says which seqs were lost and how many items they held, so the
   collector's mark can move on and the loss is counted where operators see it.
+- A collector mark *above* the last seq this sensor can have sent means the spool is an older
+  copy of itself (restored from a VM snapshot, or a cloned image): the collector holds seqs the
+  spool never sent, and new batches would reuse them and be skipped as duplicates. The sensor
+  then logs an error and moves to a fresh epoch (:meth:`Outbox.reconcile`): the envelopes the
+  copy held when the sensor started were delivered from the original (same epoch, same seqs,
+  same bytes) and are skipped; everything cut since is re-stamped into the new epoch, spool
+  included, and delivered there. One case stays out of reach: a copy that cut batches, stopped
+  before it ever reached the collector, and restarted holds them as if they were the original's.
 - A collector that cannot be reached gets one clear warning, then quiet retries with capped
   exponential backoff and jitter.
 """
@@ -53,6 +61,10 @@ class OutboxStats:
     acked: int = 0
     dropped_envelopes: int = 0
     dropped_items: int = 0
+    #: Times the collector's mark showed the spool to be an older copy (a new epoch began).
+    forks: int = 0
+    #: Envelopes of such a copy skipped because the original had delivered them.
+    fork_skipped: int = 0
 
 
 class Outbox:
@@ -83,6 +95,11 @@ class Outbox:
         self.acked_seq = (self.pending[0].seq - 1) if self.pending else 0
         if self.pending and self.pending[0].HasField("gap"):
             self.acked_seq = self.pending[0].gap.first_seq - 1
+        #: The last seq found in the spool at start: up to it, the collector may have the
+        #: envelopes from an earlier run (or from the original of a restored copy).
+        self.inherited = self.last_seq
+        #: The highest seq the collector can have from us: what was inherited, or sent since.
+        self.sent_high = self.inherited
         self.stats = OutboxStats()
         self.changed = asyncio.Event()  # something new to send, or an ack arrived
 
@@ -150,13 +167,23 @@ class Outbox:
         self.bytes += gap.ByteSize()
         self.pending.appendleft(gap)
 
-    def reconcile(self, mark: int) -> None:
-        """Line the outbox up with the mark the collector answered the hello with.
+    def sent(self, env: wire_pb2.Envelope) -> None:
+        """``env`` was written to the stream."""
+        self.sent_high = max(self.sent_high, env.seq)
+
+    def reconcile(self, mark: int) -> bool:
+        """Line the outbox up with the mark the collector answered the hello with; True when
+        that started a new epoch (the stream must then begin again with a new hello).
 
         A mark below what the sensor already had acknowledged means the graph lost data that was
         acknowledged earlier (an external FalkorDB without AOF, restored from an old backup): the
         missing seqs are announced as a gap, so delivery can go on and the loss is counted.
+        A mark above anything the sensor can have sent means this spool is an older copy of
+        itself (see the module docstring): a new epoch begins.
         """
+        if mark > self.sent_high:
+            self._new_epoch(mark)
+            return True
         first = self.pending[0] if self.pending else None
         first_seq = (
             (first.gap.first_seq if first.HasField("gap") else first.seq)
@@ -165,7 +192,7 @@ class Outbox:
         )
         if mark + 1 >= first_seq:
             self.ack(mark)
-            return
+            return False
         log.error(
             "the collector's mark for epoch %s is %d but seqs up to %d were acknowledged before: "
             "the graph lost acknowledged data; announcing the hole as a gap", self.epoch, mark, first_seq - 1,
@@ -180,11 +207,45 @@ class Outbox:
         self.bytes += gap.ByteSize()
         self.acked_seq = mark
         self.changed.set()
+        return False
+
+    def _new_epoch(self, mark: int) -> None:
+        old, epoch = self.epoch, uuid.uuid4().hex
+        skipped = [e for e in self.pending if e.seq <= self.inherited]
+        restamped: list[wire_pb2.Envelope] = []
+        for env in self.pending:
+            if env.seq <= self.inherited:
+                continue
+            new = wire_pb2.Envelope()
+            new.CopyFrom(env)
+            new.epoch, new.seq = epoch, len(restamped) + 1
+            if new.HasField("gap"):
+                new.gap.first_seq = new.seq
+            restamped.append(new)
+        if self.spool is not None:
+            self.spool.restamp(epoch, restamped)
+        log.error(
+            "the collector holds epoch %s up to seq %d, but this sensor can have sent only up to "
+            "%d: its spool is an older copy of itself (restored from a snapshot or a cloned "
+            "image), and new batches would reuse seqs the collector already has. Starting epoch "
+            "%s: %d batches the copy held were delivered from the original and are skipped, %d "
+            "cut since are re-sent in the new epoch",
+            old, mark, self.sent_high, epoch, len(skipped), len(restamped),
+        )  # fmt: skip
+        self.epoch = epoch
+        self.pending = deque(restamped)
+        self.bytes = sum(e.ByteSize() for e in restamped)
+        self.next_seq = len(restamped) + 1
+        self.acked_seq = self.inherited = self.sent_high = 0
+        self.stats.forks += 1
+        self.stats.fork_skipped += len(skipped)
+        self.changed.set()
 
     def ack(self, seq: int) -> None:
         if seq <= self.acked_seq:
             return
         self.acked_seq = seq
+        self.sent_high = max(self.sent_high, seq)
         removed = False
         while self.pending and self.pending[0].seq <= seq:
             env = self.pending.popleft()
@@ -234,6 +295,7 @@ class Streamer:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self.connected = asyncio.Event()
+        self._epoch_changed = False
         self.reconnects = 0
         self.last_error = ""
         self._warned = False
@@ -269,6 +331,9 @@ class Streamer:
                 log.exception("unexpected error in the collector stream")
                 self._report(repr(exc))
             self.connected.clear()
+            if self._epoch_changed:  # not a failure: say hello for the new epoch at once
+                self._epoch_changed = False
+                continue
             if time.monotonic() - started > 10:
                 delay = self.backoff_min  # it was up for a while: start over
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -319,7 +384,9 @@ class Streamer:
             assert isinstance(first, wire_pb2.Ack)
             if first.epoch != outbox.epoch:
                 raise OSError(f"the collector answered for epoch {first.epoch!r}, not ours")
-            outbox.reconcile(first.acked_seq)
+            if outbox.reconcile(first.acked_seq):
+                self._epoch_changed = True
+                return
             self.connected.set()
             if self._warned:
                 log.warning(
@@ -362,6 +429,7 @@ class Streamer:
                 if env.seq - outbox.acked_seq > WINDOW:
                     break
                 await call.write(env)
+                outbox.sent(env)
                 sent = env.seq
             waiter = asyncio.ensure_future(outbox.changed.wait())
             done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)

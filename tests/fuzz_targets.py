@@ -26,6 +26,7 @@ Triage a file by hand: ``python tests/fuzz_targets.py TARGET FILE...``.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import re
 import sys
@@ -43,7 +44,6 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from net_gazer.collector.context import CollectorContext
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
-from net_gazer.errors import UserError
 from net_gazer.plugins.handshake import collector as handshake_plugin
 from net_gazer.sensor.decode import decode
 from net_gazer.sensor.handshake import HandshakeEvent, HandshakeTracker, Kind, TrackerConfig
@@ -455,7 +455,7 @@ class SpoolEntry:
 
     RAW = 0  # <seq>.env holding the next `length` fuzz bytes
     ENVELOPE = 1  # <seq>.env holding a valid envelope of this sensor and epoch, cut to `length`
-    STATE = 2  # state.json: template `seq % len(STATE_TEMPLATES)`, or raw bytes past the list
+    STATE = 2  # state.json (older versions'): template `seq`, or raw bytes past the list
     TMP = 3  # <seq>.tmp (a write interrupted before its rename)
     OTHER_SENSOR = 4  # <seq>.env holding another sensor's valid envelope
     DIRECTORY = 5  # a directory named <seq>.env (kind byte 0xFD only, see RARE_MIN)
@@ -463,7 +463,8 @@ class SpoolEntry:
     FOREIGN = 7  # a file the spool does not own (notes.txt)
 
 
-#: state.json contents: valid, another sensor's, and JSON that is not the expected object.
+#: state.json contents (older versions kept one): valid, another sensor's, and JSON that is not
+#: the expected object. The spool must ignore all of them.
 STATE_TEMPLATES: tuple[bytes, ...] = (
     json.dumps({"sensor_id": SPOOL_SENSOR, "epoch": SPOOL_EPOCH}).encode(),
     json.dumps({"sensor_id": "other", "epoch": SPOOL_EPOCH}).encode(),
@@ -569,31 +570,27 @@ def spool_target(data: bytes) -> str:
     """``Spool.load()`` on a spool directory built from the bytes.
 
     Entries of ``kind, seq, length`` bytes (:class:`SpoolEntry`), raw kinds followed by
-    ``length`` content bytes: raw or truncated ``<seq>.env`` files, templates of ``state.json``,
-    ``.tmp`` leftovers, another sensor's envelopes, a directory or a dangling symlink in place
-    of a file, a foreign file.
+    ``length`` content bytes: raw or truncated ``<seq>.env`` files, ``state.json`` files (which
+    older versions kept, and which must not matter), ``.tmp`` leftovers, another sensor's
+    envelopes, a directory or a dangling symlink in place of a file, a foreign file.
 
-    Contract (sensor/spool.py): load never raises on any directory content (a ``UserError``,
-    one sentence saying what to fix, where state.json is a directory); it returns a
+    Contract (sensor/spool.py): load never raises on any directory content; it returns a
     non-empty epoch and only this sensor's envelopes of that epoch, each a whole one (the seq
-    its file name says, at least 1, with a batch or gap), in seq order; the epoch is kept in state.json and
-    the ``.tmp`` leftovers are gone. When state.json names this sensor and epoch, every intact
-    envelope file is returned.
+    its file name says, at least 1, with a batch or gap), in seq order and without holes (a
+    missing seq becomes a gap envelope, on disk too); ``.tmp`` leftovers and ``state.json``
+    files are gone. Whatever ``state.json`` holds, every intact envelope file is returned
+    unless a later gap accounts for it.
     """
     r = _Reader(data)
     with tempfile.TemporaryDirectory(prefix="ng-fuzz-spool-") as tmp:
         root = Path(tmp) / "spool"
         root.mkdir()
         intact = _make_spool(r, root)
-        state_ok = (root / "state.json").is_file() and (
-            (root / "state.json").read_bytes() == STATE_TEMPLATES[0]
-        )
         spool = Spool(root, SPOOL_SENSOR)
         try:
             epoch, envelopes = spool.load()
-        except UserError as exc:  # one clear sentence: allowed where the spool is unusable
-            assert (root / "state.json").is_dir(), f"UserError for a usable spool: {exc}"
-            return "UserError"
+        finally:
+            spool.close()
         assert isinstance(epoch, str) and epoch, "load returned no epoch"
         seqs = [e.seq for e in envelopes]
         for env in envelopes:
@@ -608,11 +605,17 @@ def spool_target(data: bytes) -> str:
                 )
             ), f"a truncated or misnumbered spool file was loaded as seq {env.seq}"
         assert seqs == sorted(set(seqs)), f"envelopes out of seq order: {seqs}"
+        for before, env in itertools.pairwise(envelopes):
+            first = env.gap.first_seq if env.HasField("gap") else env.seq
+            assert first == before.seq + 1, f"a hole before seq {env.seq}: {seqs}"
         assert not list(root.glob("*.tmp")), ".tmp leftovers survived load"
-        state = json.loads((root / "state.json").read_text())
-        assert state == {"sensor_id": SPOOL_SENSOR, "epoch": epoch}
-        if state_ok and intact:
-            assert epoch == SPOOL_EPOCH and set(seqs) >= intact, "an intact envelope was lost"
+        assert not (root / "state.json").is_file(), "a state file survived load"
+        covered = {
+            n for e in envelopes if e.HasField("gap") for n in range(e.gap.first_seq, e.seq + 1)
+        }
+        if intact:
+            assert epoch == SPOOL_EPOCH, "the waiting envelopes' epoch was not resumed"
+            assert set(seqs) | covered >= intact, "an intact envelope was lost"
         return f"{len(envelopes)} resumed" if envelopes else "fresh epoch"
 
 

@@ -4,7 +4,6 @@ duplicated."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from netns import Lab
 from test_e2e import assert_graph_matches
 from test_ingest import row
 from test_live import start_collector, wait_for
+from test_spool import spool_files
 
 from net_gazer.collector import plugins as collector_plugins
 from net_gazer.collector.embedded import EmbeddedFalkorDB
@@ -180,7 +180,7 @@ def test_sensor_restart_with_its_spool_on_disk(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, log1.read_text()
             time.sleep(0.1)
         time.sleep(0.5)  # let the last flush land on disk
-        epoch = json.loads((spool / "spooler" / "state.json").read_text())["epoch"]
+        epoch = spool_files(spool / "spooler")[0].epoch
         lab.stop(first, sig=9)
         # 2. The collector comes up; a new sensor process resumes the spool.
         port, url = start_collector(lab, ns, tmp_path)
@@ -220,6 +220,8 @@ async def test_spool_past_its_bound_announces_a_gap_and_delivers_the_rest_once(
     assert lost == 16 and outbox.stats.dropped_envelopes == 16 and outbox.pending[0].seq == 16
 
     # The sensor restarts: a new outbox resumes the spool's epoch and contents.
+    assert outbox.spool is not None
+    outbox.spool.close()
     resumed = Outbox.open("bounded", 10, max_bytes=1 << 30, spool=Spool(spool_dir, "bounded"))
     assert resumed.epoch == outbox.epoch and [e.seq for e in resumed.pending] == [
         e.seq for e in outbox.pending

@@ -212,7 +212,8 @@ def test_spool_target_writes_files_as_the_spool_does(tmp_path: Path) -> None:
     env = wire_pb2.Envelope.FromString(spool_envelope(3)[:-4])
     spool.put(env)
     assert (tmp_path / f"{3:020d}.env").read_bytes() == spool_envelope(3)
-    assert spool.load()[1] == [], "another epoch: not resumed"
+    assert spool.load() == (env.epoch, [env]), "the envelope's own epoch is resumed"
+    spool.close()
 
 
 def test_seeds_are_what_make_seeds_makes() -> None:
