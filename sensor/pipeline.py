@@ -142,6 +142,8 @@ class Sensor:
         out.update(outbox_dropped_envelopes=self.outbox.stats.dropped_envelopes)
         for info in self.host.plugins():
             out[f"plugin_{info.name}_errors"] = info.errors
+            out[f"plugin_{info.name}_overruns"] = info.overruns
+            out[f"plugin_{info.name}_disabled"] = int(bool(info.disabled))
             for k, v in self.contexts[info.name].counters.items():
                 out[f"plugin_{info.name}_{k}"] = v
         return out
