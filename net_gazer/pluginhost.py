@@ -267,14 +267,15 @@ def create(
     ]
     candidates += [(name, None, obj) for name, obj in extra]
     candidates.sort(key=lambda c: rank.get(c[0], len(rank)))  # stable: by name, extras last
+    chosen: list[tuple[str, object, str]] = []
     for name, ep, obj in candidates:
         if ep is None:
-            host.register(obj, name=name)
+            chosen.append((name, obj, ""))
             continue
         if name in blocked or (allowed and name not in allowed):
             log.info("plugin %s not loaded (blocked or not allowed)", name)
             continue
-        if name in host.infos or name in host.failed:
+        if name in host.failed or any(name == c[0] for c in chosen):
             log.warning("plugin name %s is provided twice; keeping the first", name)
             continue
         why = incompatible(ep.dist)
@@ -288,9 +289,11 @@ def create(
             host.failed[name] = repr(exc)
             log.error("plugin %s (%s) failed to load: %r", name, ep.value, exc)
             continue
-        version = ep.dist.version if ep.dist is not None else ""
-        host.register(loaded, name=name, version=version)
-    host.order = list(host.infos)
+        chosen.append((name, loaded, ep.dist.version if ep.dist is not None else ""))
+    # pluggy calls the last registered first: register in reverse to call in this order.
+    for name, plugin, version in reversed(chosen):
+        host.register(plugin, name=name, version=version)
+    host.order = [name for name, _, _ in chosen]
     unknown = (allowed | blocked | set(first)) - {
         ep.name for ep in metadata.entry_points(group=project)
     }

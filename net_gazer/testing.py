@@ -217,10 +217,12 @@ def sensor_run(
     config: dict[str, dict[str, Any]] | None = None,
     extra: Iterable[tuple[str, object]] = (),
     flush_interval: float = 1.0,
+    budget_ms: float = 250.0,
 ) -> SensorRun:
     """Replay ``pcap`` through the real packet path in-process, with the sensor plugins named in
     ``plugins`` (all installed ones when empty) loaded from their entry points, plus ``extra``
-    plugin objects; ``config`` holds the ``[plugins.NAME]`` sections. Start, ticks on packet
+    plugin objects; ``config`` holds the ``[plugins.NAME]`` sections and ``budget_ms`` is
+    ``[plugins] budget_ms``, each hook call's time budget. Start, ticks on packet
     time, the final tick and stop run as in ``net-gazer-sensor -r``; no collector is needed."""
     from net_gazer.sensor.build import build
     from net_gazer.sensor.config import SensorConfig
@@ -233,6 +235,7 @@ def sensor_run(
         flush_interval=flush_interval,
         plugins_allow=list(plugins),
         plugin_config=config or {},
+        plugin_budget=budget_ms / 1000,
     )
     sensor = build(cfg, extra_plugins=list(extra))
     try:
