@@ -25,7 +25,7 @@ IFACE ?=
 APT_PACKAGES := libpcap-dev tshark tcpdump iproute2 ethtool iptables traceroute scamper procps \
 	docker-compose util-linux
 
-.PHONY: help deps apt-deps venv proto lint typecheck test run bench fuzz certs clean distclean
+.PHONY: help deps apt-deps venv proto docs lint typecheck test run bench fuzz certs clean distclean
 
 help: ## Show this list of targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -64,6 +64,9 @@ $(STAMP): pyproject.toml | apt-deps $(PY)
 
 proto: venv ## Regenerate proto/net_gazer/v1/wire_pb2*.py(i) from the .proto sources.
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" scripts/gen_proto.sh
+
+docs: venv ## Regenerate docs/plugin-hooks.md and the code docs/plugins.md includes.
+	$(PY) scripts/gen_plugin_docs.py
 
 # .typecheck holds symlinks to the sources: excluded here too, not only through .gitignore.
 lint: venv ## ruff check and ruff format --check.

@@ -28,8 +28,8 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "docs" / "plugin-hooks.md"
-GUIDE = ROOT / "docs" / "plugins.md"
+REFERENCE = ROOT / "docs/plugin-hooks.md"
+GUIDE = ROOT / "docs/plugins.md"
 
 #: (host, hookspec module, its source file in the repository, the pluggy project name)
 HOSTS = (
@@ -107,12 +107,12 @@ def reference() -> str:
         "     collector/hookspecs.py: edit the hook specifications, then run `make docs`. -->",
         "",
         "Every hook of both plugin hosts, with its exact signature, generated from the hook",
-        "specifications. How to write a plugin is in [the plugin guide](plugins.md).",
+        f"specifications. How to write a plugin is in [the plugin guide]({GUIDE.name}).",
         "",
         "Hooks are called with keyword arguments only; an implementation may take any subset of",
         "the arguments, in any order (pluggy passes the ones it names). `ctx` is the calling",
         "plugin's own context. A hook whose implementation raises or overruns its time budget is",
-        "isolated: see [Failure and isolation](plugins.md#failure-and-isolation).",
+        f"isolated: see [Failure and isolation]({GUIDE.name}#failure-and-isolation).",
         "",
     ]
     for host, modname, path, project in HOSTS:

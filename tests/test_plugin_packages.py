@@ -125,6 +125,7 @@ def test_the_example_replayed_into_a_real_collector(
         connects = collector.query("MATCH ()-[e:CONNECTS]->() RETURN sum(e.count)")
         ((counters,),) = collector.query("MATCH (s:Sensor {id: 'gw-example'}) RETURN s.counters")
         _, health = collector.get("/healthz")
+        _, api_plugins = collector.get("/api/plugins")
     finally:
         collector.stop()
     reference = tshark_mss(pcap)
@@ -155,6 +156,16 @@ def test_the_example_replayed_into_a_real_collector(
     assert sent >= len(reference)
     assert plugins["mss"]["counters"]["rows"] == sent
     assert int(sensor_counters["plugin_mss_errors"]) == 0
+    # /api/plugins: both halves, as each host runs them.
+    (mine,) = [p for p in api_plugins["collector"]["plugins"] if p["name"] == "mss"]
+    assert (mine["loaded"], mine["version"], mine["disabled"]) == (True, "0.1.0", "")
+    assert mine["hooks"] == ["ng_handle_extension", "ng_web_routes"]
+    (sensor,) = api_plugins["sensors"]
+    assert sensor["id"] == "gw-example" and sensor["unhandled_extensions"] == 0
+    halves = {p["name"]: p for p in sensor["plugins"]}
+    assert sorted(halves) == ["handshake", "mss"]
+    assert halves["mss"]["errors"] == 0 and halves["mss"]["disabled"] is False
+    assert halves["mss"]["counters"]["hosts_sent"] == sent
 
 
 def test_the_example_passes_its_own_tests(venv: Venv, tmp_path: Path) -> None:
