@@ -254,6 +254,7 @@ def create(
     hook calls its implementations in this order (pluggy's ``tryfirst``/``trylast`` still
     apply), so a later ``ng_enrich_host`` sees, and may override, what an earlier one set.
     """
+    extra = list(extra)
     pm = pluggy.PluginManager(project)
     pm.add_hookspecs(hookspecs)
     host = PluginHost(pm=pm, group=project, trace=bool(os.environ.get("NG_PLUGIN_TRACE")))

@@ -287,3 +287,29 @@ def test_the_collector_budget_comes_from_its_config(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=message) as info:
             load(parser().parse_args(["-c", str(path)]))
         assert "\n" not in str(info.value)
+
+
+class Broken(Strict):
+    @collector_hookimpl
+    def ng_handle_extension(
+        self, ctx: CollectorContext, sensor: SensorInfo, plugin: str, payload: AnyMessage
+    ) -> list[GraphWrite] | None:
+        raise KeyError("every time")
+
+
+@pytest.mark.parametrize("ingest", [(Broken(), None)], indirect=True)
+async def test_a_collector_plugin_that_keeps_raising_is_disabled(
+    ingest: tuple[str, collector_plugins.CollectorPlugins], falkordb_url: str, graph_name: str
+) -> None:
+    address, cplugins = ingest
+    cplugins.host.max_errors = 3
+    envs = [hello()] + [envelope(seq, ("strict", good_payload())) for seq in range(1, 6)]
+    assert (await exchange(address, envs))[-1].acked_seq == 5
+    (broken,) = [p for p in cplugins.describe() if p["name"] == "strict"]
+    assert broken["errors"] == 3
+    assert broken["disabled"].startswith("raised 3 times in a row in ng_handle_extension")
+    node = sensor_node(falkordb_url, graph_name)
+    assert node["plugin_lost_strict"] == 3  # its part of the first three batches
+    assert node["unhandled_extensions"] == 2  # then nobody claims the payloads
+    edges = graph_query(falkordb_url, graph_name, "MATCH ()-[e:CONNECTS]->() RETURN sum(e.count)")
+    assert edges == [[5]]
