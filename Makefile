@@ -16,7 +16,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Where `make run` keeps the collector's data and log.
 RUN_DIR ?= .run
-# `make run IFACE=eth0` captures on a real interface instead of replaying the sample pcap.
+# `make run IFACE=eth0` captures on a real interface instead of running the lab demo.
 IFACE ?=
 
 # Debian packages: libpcap for pypcap, tshark/tcpdump for test references, iproute2/ethtool/
@@ -82,6 +82,8 @@ typecheck: venv ## mypy --strict on the net_gazer package (through the .typechec
 	ln -s ../../sensor .typecheck/net_gazer/sensor
 	ln -s ../../plugins .typecheck/net_gazer/plugins
 	ln -s ../../collector .typecheck/net_gazer/collector
+	ln -s ../../lab .typecheck/net_gazer/lab
+	ln -s ../../net_gazer/scaffold .typecheck/net_gazer/scaffold
 	ln -s ../../proto/net_gazer/v1 .typecheck/net_gazer/v1
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p net_gazer
 
@@ -89,7 +91,7 @@ typecheck: venv ## mypy --strict on the net_gazer package (through the .typechec
 test: deps lint typecheck ## Lint, typecheck, then the whole pytest suite (needs root).
 	$(PY) -m pytest -q -p no:cacheprovider
 
-run: deps ## Demo: collector + sensor replaying a sample pcap; `make run IFACE=eth0` for live capture.
+run: deps ## Demo: collector + the namespace lab with a sensor and traffic (root); `make run IFACE=eth0`: live.
 	RUN_DIR='$(RUN_DIR)' IFACE='$(IFACE)' VENV='$(VENV)' bash scripts/run-demo.sh
 
 bench: venv ## Run every bench/bench_*.py.

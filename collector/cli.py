@@ -9,10 +9,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from net_gazer import __version__, logs
@@ -37,7 +39,10 @@ def parser() -> argparse.ArgumentParser:
         help="configuration file (TOML, see deploy/collector.toml)",
     )
     p.add_argument(
-        "--listen", metavar="ADDR", help="gRPC address for sensors (default 127.0.0.1:50051)"
+        "--listen",
+        metavar="ADDR",
+        help="gRPC address for sensors, or unix:/path for a Unix socket, mode 0660 "
+        "(default 127.0.0.1:50051)",
     )
     p.add_argument(
         "--http", metavar="ADDR", help="web viewer and API address (default 127.0.0.1:8080)"
@@ -124,6 +129,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             embedded.stop()
 
 
+def _unix_socket(listen: str) -> Path | None:
+    """The socket file of a ``unix:/path`` listener; UserError when a live server holds it
+    (gRPC would silently take the path over)."""
+    from net_gazer.netaddr import UNIX_TARGET
+
+    if not listen.startswith(UNIX_TARGET):
+        return None
+    path = Path(listen.removeprefix(UNIX_TARGET))
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return path  # absent, or stale from a collector that died: gRPC replaces it
+    finally:
+        probe.close()
+    raise UserError(f"another process listens on {listen}; stop it or choose another --listen")
+
+
 #: Seconds open sensor streams get to finish when the collector stops; they resend on their next
 #: connection whatever was not acknowledged, so a short grace loses nothing.
 STOP_GRACE = 1.0
@@ -180,6 +203,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         ]
     )
     add_to_server(service, server)
+    sock = _unix_socket(cfg.listen)
     try:
         if cfg.tls_cert is not None:
             creds = grpc.ssl_server_credentials(
@@ -195,8 +219,16 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         grpc_port = 0
     if not grpc_port:
         raise UserError(
-            f"cannot listen on {cfg.listen} for sensors: the address is in use or not on this host"
+            f"cannot listen on {cfg.listen} for sensors: "
+            + (
+                "its directory is missing or not writable, or a file is in the way"
+                if sock
+                else "the address is in use or not on this host"
+            )
         )
+    if sock is not None:
+        sock.chmod(0o660)  # the collector's user and group (a sensor's user joins the group)
+        grpc_port = 0  # no port to report
 
     started = time.time()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from net_gazer.errors import ConfigError
-from net_gazer.netaddr import parse_hostport
+from net_gazer.netaddr import collector_endpoint, parse_hostport
 
 
 def default_data_dir() -> Path:
@@ -133,7 +133,8 @@ def load(args: Any) -> CollectorConfig:
 
 
 def validate(cfg: CollectorConfig) -> CollectorConfig:
-    host, _ = parse_hostport(cfg.listen, "--listen address")
+    endpoint = collector_endpoint(cfg.listen, "--listen address")
+    local = endpoint is None or is_loopback(endpoint[0])  # None: a unix socket
     parse_hostport(cfg.http, "--http address")
     for key in PATH_KEYS:
         path = getattr(cfg, key)
@@ -144,7 +145,7 @@ def validate(cfg: CollectorConfig) -> CollectorConfig:
     if cfg.tls_client_ca is not None and cfg.tls_cert is None:
         raise ConfigError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
     authenticated = cfg.tls_client_ca is not None or cfg.tokens is not None
-    if not is_loopback(host) and not cfg.insecure and not (cfg.tls_cert and authenticated):
+    if not local and not cfg.insecure and not (cfg.tls_cert and authenticated):
         raise ConfigError(
             f"listening on {cfg.listen} reaches beyond loopback: give TLS (--tls-cert, --tls-key) and "
             "sensor authentication (--tls-client-ca or --tokens), or add --insecure to accept an open "

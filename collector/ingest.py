@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -49,10 +47,6 @@ MAX_ID = 128
 
 if TYPE_CHECKING:
     Context = grpc.aio.ServicerContext[wire_pb2.Envelope, wire_pb2.Ack]
-
-#: Fault injection for the crash tests: SIGKILL this process right after the Nth applied batch,
-#: before its ack is sent. Only read from the environment; never set it in production.
-FAULT_KILL_AFTER = "NG_FAULT_KILL_AFTER_WRITE"
 
 
 @dataclass
@@ -189,8 +183,6 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         self._writes_sem = asyncio.Semaphore(self.limits.max_writes)
         self.stats = IngestStats()
         self._failures: dict[str, int] = {}  # consecutive failed writes, by sensor id
-        kill = os.environ.get(FAULT_KILL_AFTER, "")
-        self._kill_after = int(kill) if kill.isdigit() else 0
 
     async def _reject(self, context: Context, code: grpc.StatusCode, why: str) -> None:
         self.stats.rejected += 1
@@ -348,12 +340,6 @@ class IngestService(wire_pb2_grpc.IngestServicer):
             self._failures.pop(sensor.id, None)
             if outcome.value == "duplicate":
                 self.stats.duplicates += 1
-            elif self._kill_after and self.store.stats.batches >= self._kill_after:
-                log.error(
-                    "fault injection: killing the collector after write %d, before its ack",
-                    self.store.stats.batches,
-                )
-                os.kill(os.getpid(), signal.SIGKILL)
             yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=env.seq)
 
     async def _apply_batch(

@@ -72,6 +72,29 @@ def parse_hostport(value: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+#: A gRPC target naming a Unix socket: ``unix:/path`` (``unix:relative/path`` is relative to the
+#: working directory). A socket file crosses network namespaces, which the lab relies on.
+UNIX_TARGET = "unix:"
+
+
+def collector_endpoint(value: str, what: str = "collector address") -> tuple[str, int] | None:
+    """The ``(host, port)`` of a TCP address, or None for a Unix socket (``unix:/path``), which
+    is local to the machine. Either way ``value`` is what gRPC takes as its target."""
+    if value.startswith(UNIX_TARGET):
+        path = value.removeprefix(UNIX_TARGET)
+        if not path.strip("/") or "\0" in path:
+            raise ConfigError(
+                f"{what} {value!r} names no socket file, e.g. unix:/run/net-gazer.sock"
+            )
+        return None
+    try:
+        return parse_hostport(value, what)
+    except ConfigError:
+        raise ConfigError(
+            f"{what} {value!r} is not HOST:PORT or unix:/path, e.g. 127.0.0.1:50051"
+        ) from None
+
+
 def parse_networks(items: Iterable[str]) -> list[IPNetwork]:
     """Parse CIDRs (host bits allowed); raise ValueError naming the bad item."""
     nets: list[IPNetwork] = []

@@ -10,11 +10,11 @@ from net_gazer.errors import UserError
 from net_gazer.netaddr import (
     PRIVATE_NETWORKS,
     NetworkSet,
+    collector_endpoint,
     default_route_interface,
     hosts,
     interface_addresses,
     networks,
-    parse_hostport,
     parse_networks,
 )
 from net_gazer.sensor import PROJECT, hookspecs
@@ -83,8 +83,8 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
             direction=sensor.direction,
         )
     fragments = [str(f) for _, f in host.safecall("ng_bpf_filter", ctx=sensor.ctx)]
-    collector_host, port = parse_hostport(cfg.collector, "collector address")
-    exclude = exclusion_for(collector_host, port) if cfg.read is None else []
+    tcp = collector_endpoint(cfg.collector)  # None for a unix: socket, nothing to exclude
+    exclude = exclusion_for(*tcp) if tcp is not None and cfg.read is None else []
     for h in handles:
         h.set_filter(bpf_union(fragments, h.linktype, exclude))
         log.info("capturing on %s (link type %d) with filter: %s", h.name, h.linktype, h.filter)

@@ -68,7 +68,8 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--collector",
         metavar="HOST:PORT",
-        help="collector gRPC address; env NG_COLLECTOR; default 127.0.0.1:50051",
+        help="collector gRPC address, or unix:/path for a Unix socket; env NG_COLLECTOR; "
+        "default 127.0.0.1:50051",
     )
     out.add_argument(
         "--sensor-id",

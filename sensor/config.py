@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from net_gazer.errors import ConfigError
-from net_gazer.netaddr import IPNetwork, parse_hostport, parse_networks
+from net_gazer.netaddr import IPNetwork, collector_endpoint, parse_networks
 
 SEARCH_PATH = (
     Path("etc/net-gazer/net-gazer.toml"),
@@ -276,7 +276,7 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
 
 
 def _validate(cfg: SensorConfig) -> SensorConfig:
-    parse_hostport(cfg.collector, "collector address")
+    collector_endpoint(cfg.collector)
     if cfg.read is not None and cfg.interfaces:
         raise ConfigError("give either -r/--read FILE or -i/--iface, not both")
     if cfg.loop and cfg.read is None:

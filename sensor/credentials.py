@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from net_gazer.netaddr import parse_hostport
+from net_gazer.netaddr import collector_endpoint
 from net_gazer.sensor.config import SensorConfig
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ def channel_credentials(cfg: SensorConfig) -> grpc.ChannelCredentials | None:
     warns when a token would cross a network in the clear."""
     if not cfg.tls:
         if cfg.token:
-            host, _ = parse_hostport(cfg.collector, "collector address")
+            host, _ = collector_endpoint(cfg.collector) or ("localhost", 0)  # unix: is local
             if host not in ("127.0.0.1", "::1", "localhost"):
                 log.warning(
                     "sending the sensor token without TLS to %s: give --tls-ca", cfg.collector

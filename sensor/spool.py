@@ -67,9 +67,6 @@ JOURNAL_MAGIC = b"net-gazer restamp 1\n"
 LEGACY = ("state.json", "state.json.tmp")
 #: Largest spool file read: one gRPC message (transport.MAX_MESSAGE) and its CRC.
 MAX_FILE = 64 * 1024 * 1024 + 4
-#: Fault injection for the crash tests: exit at the Nth file system step of an epoch change.
-#: Only read from the environment; never set it in production.
-FAULT_EXIT_AT_STEP = "NG_FAULT_SPOOL_RESTAMP_STEP"
 O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -112,9 +109,6 @@ class Spool:
         except BaseException:
             os.close(self._fd)
             raise
-        self._fault_step = 0
-        fault = os.environ.get(FAULT_EXIT_AT_STEP, "")
-        self._fault_at = int(fault) if fault.isdigit() else 0
 
     # -- opening -------------------------------------------------------------------------------
     def _check(self) -> None:
@@ -421,7 +415,5 @@ class Spool:
         return envs
 
     def _step(self) -> None:
-        self._fault_step += 1
-        if self._fault_at and self._fault_step >= self._fault_at:
-            log.error("fault injection: exiting at step %d of an epoch change", self._fault_step)
-            os._exit(97)
+        """A file system step of an epoch change is done: a crash may come here, and the crash
+        tests stop the process at each such point in turn."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from falkordb import FalkorDB
+from lab_fixture import lab_net  # noqa: F401 - the shared namespace lab, session-scoped
 
 from net_gazer.collector.embedded import EmbeddedFalkorDB
 
@@ -100,14 +101,22 @@ class Collector:
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def start(self, *, port: int = 0, extra_env: dict[str, str] | None = None) -> Collector:
+    def start(
+        self,
+        *,
+        port: int = 0,
+        extra_env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+    ) -> Collector:
+        """Start it and wait until it is ready; ``program`` replaces ``net-gazer-collector``
+        (the crash tests run tests/fault_collector.py)."""
         ready = self.workdir / f"ready-{uuid.uuid4().hex[:6]}.json"
         log = self.workdir / f"collector-{len(self.logs)}.log"
         self.logs.append(log)
         env = {**os.environ, **self.env, **(extra_env or {})}
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [tool("net-gazer-collector"), "--listen", f"127.0.0.1:{port}", "--http", "127.0.0.1:0",
+                [*(program or [tool("net-gazer-collector")]), "--listen", f"127.0.0.1:{port}", "--http", "127.0.0.1:0",
                  "--ready-file", str(ready), "-v", *self.args],
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip

@@ -261,8 +261,8 @@ def encode_tracker(max_flows: int, ops: Iterable[TrackerOp]) -> bytes:
 
 class _Grammar:
     """Checks the tracker's event stream: per connection, SYN opens an attempt, at most one
-    SYNACK follows, and exactly one verdict (COMPLETED, REFUSED, UNANSWERED, ABANDONED) closes
-    it. No COMPLETED without its SYN: that event is what may trigger active probing."""
+    SYNACK follows, and exactly one verdict (COMPLETED, REFUSED, UNANSWERED, ABANDONED,
+    EVICTED) closes it; EVICTED may close either state. No COMPLETED without its SYN: that event is what may trigger active probing."""
 
     def __init__(self) -> None:
         self.open: dict[tuple[str, int, str, int], list[Kind]] = {}
@@ -288,7 +288,7 @@ class _Grammar:
                 assert Kind.SYNACK in seen or e.simultaneous, f"COMPLETED without SYNACK: {key}"
             elif e.kind is Kind.ABANDONED:
                 assert Kind.SYNACK in seen
-            else:
+            elif e.kind is not Kind.EVICTED:
                 assert Kind.SYNACK not in seen, f"{e.kind.name} after a SYNACK for {key}"
             del self.open[key]
 

@@ -5,6 +5,7 @@ and the graph's counts are exact: nothing lost, nothing doubled."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ from conftest import PCAPS, connects, expected, graph_query, tool
 from test_e2e import assert_graph_matches
 
 KILL_AFTER = 5
+FAULT_COLLECTOR = Path(__file__).resolve().parent / "fault_collector.py"
 
 
 def test_kill_collector_between_write_and_ack(collector_factory: Any, tmp_path: Path) -> None:
     data = tmp_path / "collector-data"
     first = collector_factory("--data-dir", str(data)).start(
-        extra_env={"NG_FAULT_KILL_AFTER_WRITE": str(KILL_AFTER)}
+        program=[sys.executable, str(FAULT_COLLECTOR), "--kill-after-write", str(KILL_AFTER)]
     )
     port = first.grpc_port
     # sample.pcap spans about 90 s of packet time: at 15x with 1 s batches, ~6 s and ~90 batches.

@@ -61,17 +61,18 @@ def rows(n: int, offset: int = 0) -> list[Any]:
 async def test_rate_limit_slows_acks_and_loses_nothing(
     limited: Any, falkordb_url: str, graph_name: str
 ) -> None:
-    address, service = await limited(Limits(rows_per_second=2000))
+    address, service = await limited(Limits(rows_per_second=500))
     start = time.monotonic()
-    # 10,000 rows at 2,000 rows/s with a 4,000-row burst: at least 3 s.
+    # 2,500 rows at 500 rows/s with a 1,000-row burst: at least 3 s, of which the writes take a
+    # small part (the time they take earns tokens too), so most of it is the limiter's.
     acks = await exchange(
-        address, [hello(), *(batch(i + 1, *rows(2000, i * 2000)) for i in range(5))]
+        address, [hello(), *(batch(i + 1, *rows(500, i * 500)) for i in range(5))]
     )
     elapsed = time.monotonic() - start
     assert [a.acked_seq for a in acks] == [0, 1, 2, 3, 4, 5]
     assert elapsed >= 2.9, elapsed
-    assert service.stats.throttled_seconds > 0.5  # the writes themselves earn tokens too
-    assert len(connects(falkordb_url, graph_name)) == 10_000
+    assert service.stats.throttled_seconds > 1.5, service.stats
+    assert len(connects(falkordb_url, graph_name)) == 2_500
 
 
 async def test_too_many_sensors_are_turned_away(limited: Any) -> None:

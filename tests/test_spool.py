@@ -125,9 +125,16 @@ def test_new_epoch_is_kept_by_the_spool(tmp_path: Path) -> None:
 
 
 RESTAMP_CHILD = """
-import sys
+import os, sys
 from pathlib import Path
 from net_gazer.sensor.spool import Spool
+steps = 0
+def crash_at_step(spool):
+    global steps
+    steps += 1
+    if steps >= int(sys.argv[2]):
+        os._exit(97)  # a crash right after this step: no cleanup of any kind
+Spool._step = crash_at_step
 from net_gazer.sensor.transport import Outbox
 from net_gazer.v1 import wire_pb2
 outbox = Outbox.open("crash", 100, max_bytes=1 << 30, spool=Spool(Path(sys.argv[1]), "crash"))
@@ -153,8 +160,7 @@ def test_a_crash_at_any_step_of_an_epoch_change_leaves_one_whole_set(tmp_path: P
         old = seed.epoch
         spool.close()
         child = subprocess.run(
-            [sys.executable, "-c", RESTAMP_CHILD, str(directory)],
-            env={**os.environ, "NG_FAULT_SPOOL_RESTAMP_STEP": str(steps)},
+            [sys.executable, "-c", RESTAMP_CHILD, str(directory), str(steps)],
             capture_output=True,
             text=True,
             timeout=60,
