@@ -25,7 +25,7 @@ IFACE ?=
 APT_PACKAGES := libpcap-dev tshark tcpdump iproute2 ethtool iptables traceroute scamper procps \
 	docker-compose util-linux
 
-.PHONY: help deps apt-deps venv proto lint typecheck test run bench fuzz certs clean distclean
+.PHONY: help deps apt-deps venv proto docs lint typecheck test run bench fuzz certs clean distclean
 
 help: ## Show this list of targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -65,6 +65,9 @@ $(STAMP): pyproject.toml | apt-deps $(PY)
 proto: venv ## Regenerate proto/net_gazer/v1/wire_pb2*.py(i) from the .proto sources.
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" scripts/gen_proto.sh
 
+docs: venv ## Regenerate docs/plugin-hooks.md and the code docs/plugins.md includes.
+	$(PY) scripts/gen_plugin_docs.py
+
 # .typecheck holds symlinks to the sources: excluded here too, not only through .gitignore.
 lint: venv ## ruff check and ruff format --check.
 	$(VENV)/bin/ruff check --extend-exclude .typecheck .
@@ -80,6 +83,7 @@ typecheck: venv ## mypy --strict on the net_gazer package (through the .typechec
 	ln -s ../../plugins .typecheck/net_gazer/plugins
 	ln -s ../../collector .typecheck/net_gazer/collector
 	ln -s ../../lab .typecheck/net_gazer/lab
+	ln -s ../../net_gazer/scaffold .typecheck/net_gazer/scaffold
 	ln -s ../../proto/net_gazer/v1 .typecheck/net_gazer/v1
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p net_gazer
 

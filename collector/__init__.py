@@ -27,6 +27,7 @@ Exports:
 - :data:`hookimpl`: the marker for hook implementations;
 - :class:`CollectorContext`: what every hook receives as ``ctx`` (config, counters, log);
 - :class:`GraphWrite` and :class:`SensorInfo`: graph writes and the sensor they come from;
+- :func:`read_graph`: read-only queries for the routes a plugin adds with ``ng_web_routes``;
 - address helpers shared with the sensor: :func:`addr_info`, :func:`scope_of`,
   :data:`GLOBAL_SCOPE`, :func:`parse_networks`, :class:`NetworkSet`.
 """
@@ -43,6 +44,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 # The markers come first: the modules below may import them.
 from net_gazer.collector.context import CollectorContext  # noqa: E402
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo  # noqa: E402
+from net_gazer.collector.reads import read_graph  # noqa: E402
 from net_gazer.netaddr import (  # noqa: E402
     GLOBAL_SCOPE,
     NetworkSet,
@@ -62,5 +64,6 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "parse_networks",
+    "read_graph",
     "scope_of",
 ]

@@ -176,7 +176,12 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
             url,
         )
     plugins = plugin_loader.load(
-        cfg.graph, allow=cfg.plugins_allow, block=cfg.plugins_block, config=cfg.plugin_config
+        cfg.graph,
+        allow=cfg.plugins_allow,
+        block=cfg.plugins_block,
+        order=cfg.plugins_order,
+        budget=cfg.plugin_budget,
+        config=cfg.plugin_config,
     )
     store.enrich = plugins.enrich
     plugins.start()
@@ -251,7 +256,17 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
             "ingest": service.status(),
         }
 
-    app = create_app(WebConfig(graph_url=url, graph=cfg.graph, status=status))
+    def plugin_status() -> dict[str, Any]:
+        return {
+            "plugins": plugins.describe(),
+            "budget_ms": plugins.host.budget * 1000,
+            "unhandled_extensions": dict(plugins.unhandled),
+            "plugin_lost": dict(store.stats.plugin_lost),
+        }
+
+    app = create_app(
+        WebConfig(graph_url=url, graph=cfg.graph, status=status, plugins=plugin_status)
+    )
     plugins.web_routes(app)
     http_host, http_port = cfg.http.rsplit(":", 1)
     try:

@@ -39,6 +39,10 @@ class CollectorConfig:
     ready_file: Path | None = None
     plugins_allow: list[str] = field(default_factory=list)
     plugins_block: list[str] = field(default_factory=list)
+    #: Plugins called first, in this order ([plugins] order; NG_PLUGINS_ORDER replaces it).
+    plugins_order: list[str] = field(default_factory=list)
+    #: Per-call time budget of each plugin hook, seconds ([plugins] budget_ms).
+    plugin_budget: float = 0.25
     plugin_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     verbose: int = 0
 
@@ -93,8 +97,20 @@ def load(args: Any) -> CollectorConfig:
                     raise ConfigError(f"{path}: {key} must be a number, not {value!r}")
                 setattr(cfg, key, kind(value))
         plugins = data.get("plugins", {})
-        cfg.plugins_allow = [str(x) for x in plugins.get("allow", [])]
-        cfg.plugins_block = [str(x) for x in plugins.get("block", [])]
+        if not isinstance(plugins, dict):
+            raise ConfigError(f"{path}: [plugins] must be a table")
+        for key in ("allow", "block", "order"):
+            names = plugins.get(key, [])
+            if not isinstance(names, list):
+                raise ConfigError(f"{path}: [plugins] {key} must be a list of plugin names")
+            setattr(cfg, f"plugins_{key}", [str(x) for x in names])
+        if "budget_ms" in plugins:
+            budget = plugins["budget_ms"]
+            if isinstance(budget, bool) or not isinstance(budget, int | float):
+                raise ConfigError(f"{path}: [plugins] budget_ms must be a number, not {budget!r}")
+            if not 1 <= budget <= 60_000:
+                raise ConfigError(f"{path}: [plugins] budget_ms must be between 1 and 60000")
+            cfg.plugin_budget = budget / 1000
         cfg.plugin_config = {k: v for k, v in plugins.items() if isinstance(v, dict)}
     for key in ("listen", "http", "graph_url", "graph"):
         value = getattr(args, key)

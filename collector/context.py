@@ -19,5 +19,5 @@ class CollectorContext:
         self.log = logging.getLogger(f"net_gazer.plugin.{self.name}")
 
     def count(self, key: str, n: int = 1) -> None:
-        """Add to a counter of this plugin (shown in /healthz)."""
+        """Add to a counter of this plugin (shown in /healthz and /api/plugins)."""
         self.counters[key] = self.counters.get(key, 0) + n

@@ -118,11 +118,22 @@ class CollectorPlugins:
         self.host.safecall("ng_web_routes", ctx=self.ctx, app=app)
 
     def describe(self) -> list[dict[str, Any]]:
+        """Every plugin, loaded or not, for /healthz and /api/plugins: name, version, module,
+        hooks, errors, overruns, why it is disabled (``""`` while active), its counters, its
+        place in the call order; one that failed to load has ``loaded: false`` and the reason as
+        ``disabled``."""
         out = []
+        order = {name: i for i, name in enumerate(self.host.order)}
         for p in self.host.plugins():
             item = p.as_dict()
             item["counters"] = dict(self.ctx(p.name).counters)
+            item["loaded"] = True
+            item["position"] = order.get(p.name, len(order))
             out.append(item)
+        for name, why in sorted(self.host.failed.items()):
+            out.append({"name": name, "version": "", "module": "", "hooks": [], "errors": 0,
+                        "overruns": 0, "disabled": why, "counters": {}, "loaded": False,
+                        "position": None})  # fmt: skip
         return out
 
 
@@ -142,8 +153,13 @@ def load(
     *,
     allow: Iterable[str] = (),
     block: Iterable[str] = (),
+    order: Iterable[str] = (),
+    budget: float | None = None,
     config: dict[str, dict[str, Any]] | None = None,
     extra: Iterable[tuple[str, object]] = (),
 ) -> CollectorPlugins:
-    host = pluginhost.create(PROJECT, hookspecs, allow=allow, block=block, extra=extra)
+    """Load the collector plugins; ``budget`` is each hook call's time budget in seconds."""
+    host = pluginhost.create(PROJECT, hookspecs, allow=allow, block=block, order=order, extra=extra)
+    if budget is not None:
+        host.budget = budget
     return CollectorPlugins(host=host, graph=graph, config=config or {})

@@ -38,6 +38,7 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
         hookspecs,
         allow=cfg.plugins_allow,
         block=cfg.plugins_block,
+        order=cfg.plugins_order,
         extra=extra_plugins or (),
     )
     host.budget = cfg.plugin_budget

@@ -139,11 +139,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_plugins(allow: list[str], block: list[str]) -> int:
+def list_plugins(allow: list[str], block: list[str], order: Sequence[str] = ()) -> int:
     from net_gazer import pluginhost
     from net_gazer.sensor import PROJECT, hookspecs
 
-    host = pluginhost.create(PROJECT, hookspecs, allow=allow, block=block)
+    host = pluginhost.create(PROJECT, hookspecs, allow=allow, block=block, order=order)
     for info in host.plugins():
         print(f"{info.name} {info.version}  ({info.module})")
         print(f"    hooks: {', '.join(info.hooks)}")
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cfg = config.load(args)
         if args.list_plugins:
-            return list_plugins(cfg.plugins_allow, cfg.plugins_block)
+            return list_plugins(cfg.plugins_allow, cfg.plugins_block, cfg.plugins_order)
         sensor = build(cfg)
         from net_gazer.sensor import privileges
 

@@ -57,6 +57,8 @@ class SensorConfig:
     max_flows: int = 262_144
     plugins_allow: list[str] = field(default_factory=list)
     plugins_block: list[str] = field(default_factory=list)
+    #: Plugins called first, in this order ([plugins] order; NG_PLUGINS_ORDER replaces it).
+    plugins_order: list[str] = field(default_factory=list)
     plugin_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: Path | None = None
     verbose: int = 0
@@ -263,7 +265,7 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
         if not 1 <= budget <= 60_000:
             raise ConfigError(f"{where} [plugins]: budget_ms must be between 1 and 60000")
         cfg.plugin_budget = budget / 1000
-    for key in ("allow", "block"):
+    for key in ("allow", "block", "order"):
         if key in plugins:
             setattr(
                 cfg,

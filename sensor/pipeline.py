@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import Message
 
 from net_gazer import pluginhost
@@ -70,9 +71,13 @@ class Sensor:
         batch = self.batch
         if isinstance(message, wire_pb2.HandshakeRow):
             batch.handshakes.append(message)
+        elif isinstance(message, Message):
+            payload = AnyMessage()
+            payload.Pack(message)  # before the batch holds anything of it
+            batch.extensions.add(plugin=plugin, payload=payload)
         else:
-            ext = batch.extensions.add(plugin=plugin)
-            ext.payload.Pack(message)
+            # Raised in the plugin's own hook call: counted as its error, and nothing is sent.
+            raise TypeError(f"ctx.emit takes a protobuf message, not {type(message).__name__}")
         if len(batch.handshakes) + len(batch.extensions) >= MAX_BATCH_ITEMS:
             self.cut()  # FalkorDB writes best in batches of 1-5k rows; messages stay small
 
@@ -142,6 +147,8 @@ class Sensor:
         out.update(outbox_dropped_envelopes=self.outbox.stats.dropped_envelopes)
         for info in self.host.plugins():
             out[f"plugin_{info.name}_errors"] = info.errors
+            out[f"plugin_{info.name}_overruns"] = info.overruns
+            out[f"plugin_{info.name}_disabled"] = int(bool(info.disabled))
             for k, v in self.contexts[info.name].counters.items():
                 out[f"plugin_{info.name}_{k}"] = v
         return out

@@ -18,14 +18,17 @@ class WebConfig:
     graph: str = "net_gazer"
     #: Returns the collector's live status (ingest counters, plugins) for /healthz.
     status: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    #: Returns the collector's plugins and what they lost, for /api/plugins.
+    plugins: Callable[[], dict[str, Any]] = field(default=lambda: {})
 
 
 def create_app(config: WebConfig) -> Flask:
-    from net_gazer.collector.web import api
+    from net_gazer.collector.web import api, plugins
     from net_gazer.collector.web.db import GraphReader
 
     app = Flask("net_gazer.collector.web")
     app.config["NG"] = config
     app.extensions["ng_graph"] = GraphReader(config.graph_url, config.graph)
     app.register_blueprint(api.bp)
+    app.register_blueprint(plugins.bp)
     return app
