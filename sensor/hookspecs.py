@@ -13,7 +13,7 @@ from net_gazer.sensor import hookspec
 if TYPE_CHECKING:
     from net_gazer.sensor.context import PluginContext
     from net_gazer.sensor.handshake import HandshakeEvent
-    from net_gazer.sensor.packet import TcpSegment
+    from net_gazer.sensor.packet import TcpSegment, UdpDatagram
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
@@ -50,6 +50,15 @@ def ng_packet(ctx: PluginContext, segment: TcpSegment) -> None:
 
     This is the hot path: keep it cheap. Implement it only when per-packet data is needed; the
     handshake events below are usually enough.
+    """
+
+
+@hookspec
+def ng_datagram(ctx: PluginContext, datagram: UdpDatagram) -> None:
+    """Called for every decoded UDP datagram that passed the filter, in capture order.
+
+    Only plugins that ask for UDP in their BPF fragment see any (the DPI plugin reads DNS
+    answers this way). UDP is decoded only while some plugin implements this hook.
     """
 
 
