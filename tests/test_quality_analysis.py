@@ -573,25 +573,11 @@ def test_arbitrary_segments_never_crash(
     a, b = ipaddress.ip_address(C).packed, ipaddress.ip_address(S).packed
     for c2s, flags, seq, ack, length, window, opts, dt in segs:
         src, dst, sport, dport = (a, b, CP, SP) if c2s else (b, a, SP, CP)
-        table.feed(
-            TcpSegment(
-                T0 + dt,
-                0,
-                4,
-                src,
-                dst,
-                sport,
-                dport,
-                seq,
-                ack,
-                flags,
-                window,
-                length,
-                opts[: len(opts) // 4 * 4],
-                64,
-                0,
-            )  # fmt: skip
-        )
+        seg = TcpSegment(
+            T0 + dt, 0, 4, src, dst, sport, dport, seq, ack, flags, window, length,
+            opts[: len(opts) // 4 * 4], 64, 0,
+        )  # fmt: skip
+        table.feed(seg)
         for flow in table.flows.values():
             assert len(flow.ts.pending[0]) <= MAX_PENDING and len(flow.ts.pending[1]) <= MAX_PENDING
     _check(table)
