@@ -16,14 +16,18 @@ residues or none.
 
 In the kernel filter, ``tcp[...]`` reaches only IPv4 (pcap-filter(7)), so IPv6 reads the TCP ports
 at the fixed offset after a 40-byte header (``ip6[40:2]``, ``ip6[42:2]``) when the next header is
-TCP. An IPv6 packet with extension headers before TCP cannot be hashed in BPF: those packets all
-pass the kernel filter (``ip6 protochain 6``) and the sensor samples them with the same hash, so
-a followed flow is complete either way.
+TCP. An IPv6 packet with extension headers before TCP cannot be hashed in BPF: every IPv6 packet
+whose first next header is an extension header passes the kernel filter, and the sensor samples
+those with the same hash, so a followed flow is complete either way. (``ip6 protochain 6`` would
+say "TCP" more exactly, but libpcap cannot compile it after the ``vlan`` keyword on a live
+interface, where VLAN tags make the header offsets variable.)
 """
 
 from __future__ import annotations
 
 MULTIPLIER = 2654435761  # 0x9E3779B1, Knuth's golden-ratio multiplier
+#: RFC 8200 section 4: hop-by-hop, routing, fragment, AH (RFC 4302), destination options.
+IPV6_EXTENSION_HEADERS = (0, 43, 44, 51, 60)
 MAX_RATE = 65536  # the hash has 16 bits
 
 
@@ -59,5 +63,5 @@ def bpf_fragment(rate: int) -> str:
     return (
         f"(ip and tcp and ({v4} % {rate} = 0))"
         f" or (ip6 and ip6[6] = 6 and ({v6} % {rate} = 0))"
-        " or (ip6 protochain 6 and not ip6[6] = 6)"
+        f" or (ip6 and ({' or '.join(f'ip6[6] = {h}' for h in IPV6_EXTENSION_HEADERS)}))"
     )
