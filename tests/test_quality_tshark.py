@@ -74,9 +74,7 @@ def check_edge(
         if rtts:
             assert e[f"ts_rtt_ms_min{suffix}"] == pytest.approx(min(rtts), abs=rtt_tol)
             assert e[f"ts_rtt_ms_max{suffix}"] == pytest.approx(max(rtts), abs=rtt_tol)
-            assert e[f"ts_rtt_ms_sum{suffix}"] == pytest.approx(
-                sum(rtts), abs=rtt_tol * len(rtts)
-            )
+            assert e[f"ts_rtt_ms_sum{suffix}"] == pytest.approx(sum(rtts), abs=rtt_tol * len(rtts))
     n = len(want["c2s"]["rtts"]) + len(want["s2c"]["rtts"])
     total = sum(want["c2s"]["rtts"]) + sum(want["s2c"]["rtts"])
     assert e["ts_rtt_ms"] == pytest.approx(total / n, abs=rtt_tol)
