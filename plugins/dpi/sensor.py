@@ -11,6 +11,7 @@ loading at all.
 from __future__ import annotations
 
 import ipaddress
+import math
 
 from net_gazer.sensor import PluginContext, TcpSegment, UdpDatagram, hookimpl
 from net_gazer.v1 import quality_pb2
@@ -123,7 +124,7 @@ def _dns(ctx: PluginContext, message: bytes, ts: float) -> None:
 @hookimpl
 def ng_tick(ctx: PluginContext, now: float, final: bool) -> None:
     asm, _ = _state(ctx)
-    asm.expire(now)
+    asm.expire(math.inf if final else now)  # stopping: what still waits stays incomplete
     s = asm.stats
     ctx.counters.update(
         hellos=s.hellos,

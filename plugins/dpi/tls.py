@@ -62,7 +62,9 @@ def _handshake(data: bytes) -> tuple[bytes, bool]:
 
 def client_hello(data: bytes) -> Hello:
     """Read the ClientHello at the start of ``data`` (everything the client sent so far)."""
-    if len(data) < 1 or data[0] != CONTENT_HANDSHAKE:
+    if not data:
+        return Hello(MORE)
+    if data[0] != CONTENT_HANDSHAKE:
         return Hello(INVALID)
     if len(data) >= 2 and data[1] != 3:
         return Hello(INVALID)
