@@ -316,3 +316,50 @@ def test_the_dpi_filter_alone_passes_only_what_it_reads(
         missing = {"split.example.test", "three.example.test"}
         assert got[ip][2] == [n for n in want if n not in missing], ip
     assert c["plugin_dpi_hellos_incomplete"] == 4 and c["plugin_dpi_hellos_reassembled"] == 0
+
+
+# --- the ng_datagram hook ------------------------------------------------------------------------
+
+
+def test_ng_datagram() -> None:
+    """A plugin that implements ng_datagram gets every UDP datagram the filter passes, decoded
+    (here against dpkt's reading of the same frames), and nothing else."""
+    import dpkt
+
+    from net_gazer.sensor import UdpDatagram, hookimpl
+    from net_gazer.sensor.build import build
+    from net_gazer.sensor.config import SensorConfig
+
+    class Probe:
+        def __init__(self) -> None:
+            self.datagrams: list[UdpDatagram] = []
+
+        @hookimpl
+        def ng_bpf_filter(self, ctx: object) -> str:
+            return "udp"
+
+        @hookimpl
+        def ng_datagram(self, ctx: object, datagram: UdpDatagram) -> None:
+            self.datagrams.append(datagram)
+
+    probe = Probe()
+    sensor = build(
+        SensorConfig(read=NAMES_PCAP, sensor_id="t", plugins_allow=["none"]),
+        extra_plugins=[("probe", probe)],
+    )
+    try:
+        handle = sensor.handles[0]
+        sensor.process(handle, handle.read(10_000))
+    finally:
+        sensor.handles[0].close()
+    _, frames = read(NAMES_PCAP)
+    want = []
+    for buf in frames:
+        ip = dpkt.ethernet.Ethernet(buf).data
+        if isinstance(ip.data, dpkt.udp.UDP):
+            u = ip.data
+            want.append((bytes(ip.src), bytes(ip.dst), u.sport, u.dport, bytes(u.data)))
+    got = [(d.src, d.dst, d.sport, d.dport, d.payload) for d in probe.datagrams]
+    assert got == want and len(want) >= 20  # the DNS queries and answers, both families
+    assert all(d.length == len(d.payload) and d.family in (4, 6) for d in probe.datagrams)
+    assert sensor.counters.udp == len(want) and sensor.counters.udp_malformed == 0
