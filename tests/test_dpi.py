@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import struct
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -363,3 +364,22 @@ def test_ng_datagram() -> None:
     assert got == want and len(want) >= 20  # the DNS queries and answers, both families
     assert all(d.length == len(d.payload) and d.family in (4, 6) for d in probe.datagrams)
     assert sensor.counters.udp == len(want) and sensor.counters.udp_malformed == 0
+
+
+def test_no_dpi_flag_and_config_key_block_the_plugin(tmp_path: Path) -> None:
+    from net_gazer.sensor import config as sensor_config
+    from net_gazer.sensor.cli import parser
+
+    base = ["-r", "x.pcap", "--sensor-id", "t", "-c"]
+    on = tmp_path / "on.toml"
+    on.write_text("")
+    off = tmp_path / "off.toml"
+    off.write_text("dpi = false\n")
+    assert "dpi" not in sensor_config.load(parser().parse_args([*base, str(on)])).plugins_block
+    for args in ([*base, str(on), "--no-dpi"], [*base, str(off)]):
+        cfg = sensor_config.load(parser().parse_args(args))
+        assert cfg.dpi is False and "dpi" in cfg.plugins_block
+    bad = tmp_path / "bad.toml"
+    bad.write_text('dpi = "no"\n')
+    with pytest.raises(Exception, match="dpi must be a bool"):
+        sensor_config.load(parser().parse_args([*base, str(bad)]))

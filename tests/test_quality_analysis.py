@@ -597,3 +597,20 @@ def test_shuffled_real_capture_never_crashes() -> None:
     for seg in segs:
         table.feed(seg)
     _check(table)
+
+
+def test_bad_settings_are_one_sentence_and_the_default(caplog: pytest.LogCaptureFixture) -> None:
+    from net_gazer.plugins.quality.sensor import table_config
+    from net_gazer.sensor import PluginContext
+
+    ctx = PluginContext(
+        name="quality", sensor_id="t", site="t", replay=True, probing_allowed=False,
+        config={"sample_rate": 0, "max_flows": "many", "linger": 2, "idle_timeout": True},
+        _emit=lambda name, msg: None, direction=lambda c, s: 0,
+    )  # fmt: skip
+    with caplog.at_level("ERROR"):
+        cfg = table_config(ctx)
+    assert cfg == TableConfig(linger=2.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3 and all(m.startswith("[plugins.quality] ") for m in messages)
+    assert "sample_rate must be an integer from 1 to 65536, not 0" in messages[0]
