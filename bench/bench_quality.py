@@ -136,7 +136,8 @@ def main() -> int:
             ("dpi alone", {}, ["dpi"]),
         ]
         print(
-            f"{'plugins':38} {'frames':>8} {'sensor s':>9} {'pkt/s':>10} {'tcpdump s':>10} {'ratio':>7}"
+            f"{'plugins':38} {'passed':>7} {'sensor s':>9} {'file pkt/s':>11} "
+            f"{'tcpdump s':>10} {'tcpdump pkt/s':>14} {'ratio':>6}"
         )
         for label, plugin_config, allow in cases:
             best_sensor, seen, expression = min(
