@@ -574,11 +574,15 @@ def quality_flows_target(data: bytes) -> str:
             table.expire(now)
             rows.extend(table.report().values())
         assert len(table.flows) <= bound and len(table.embryos) <= bound, "a bound does not hold"
+        assert len(table.copies) <= bound, "the copies table is unbounded"
+        live = set(table.flows) | set(table.embryos)
+        assert set(table._by_isn.values()) <= live, "the ISN index points at forgotten flows"
         for flow in table.flows.values():
             assert all(len(p) <= TS_MAX_PENDING for p in flow.ts.pending), "TS table unbounded"
     table.close()
     rows.extend(table.report().values())
-    assert not table.flows and not table.embryos, "close() left state behind"
+    assert not (table.flows or table.embryos or table.copies), "close() left state behind"
+    assert not table._by_isn, "the ISN index points at forgotten flows"
     for row in rows:
         assert row.flows >= 0
         for c in (row.c2s, row.s2c):

@@ -117,6 +117,13 @@ def test_quality_fragment_passes_ipv6_with_extension_headers_for_the_sensor_to_s
         for port in range(40000, 40016)
     ]
     assert all(passes(quality_fragment(8), 1, frames))
+    # ... but not the hop-by-hop ICMPv6 (MLD) that every IPv6 interface sends.
+    mld = F.ether(
+        F._ip(
+            "fe80::1", "ff02::16", 58, bytes(28), ttl=1, ip_id=0, ext_headers=[(0, F.hop_by_hop())]
+        )
+    )
+    assert passes(quality_fragment(8), 1, [mld]) == [False]
     plain = [
         F.ether(F.tcp("2001:db8::1", "2001:db8::2", port, 443, 0x10))
         for port in range(40000, 40016)

@@ -614,3 +614,26 @@ def test_bad_settings_are_one_sentence_and_the_default(caplog: pytest.LogCapture
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 3 and all(m.startswith("[plugins.quality] ") for m in messages)
     assert "sample_rate must be an integer from 1 to 65536, not 0" in messages[0]
+
+
+def test_nat_copies_on_the_other_interface_are_ignored() -> None:
+    """A gateway doing NAT shows each flow twice: the client's on the LAN, and on the WAN from
+    the gateway's address and another port, with the same server endpoint and ISNs."""
+    table = FlowTable()
+    pkts = scenario_clean()
+    for p in pkts:
+        lan = decode(LINKTYPE_RAW, T0 + p.ms / 1000, frame(p))
+        wan_frame = frame(p, client="198.51.100.1", server=S)
+        wan = decode(LINKTYPE_RAW, T0 + p.ms / 1000 + 0.00002, wan_frame, iface=1)
+        assert lan is not None and wan is not None
+        if wan.src != lan.src:  # the client's side: NAT moves the port too
+            wan.sport = 61000
+        else:
+            wan.dport = 61000
+        table.feed(lan)
+        table.feed(wan)
+    table.close()
+    rows = table.report()
+    assert list(rows) == [(C, S, SP)] and rows[(C, S, SP)].flows == 1
+    assert counts(rows[(C, S, SP)]) == expect()
+    assert table.stats.copies_ignored == len(pkts) and not table.copies

@@ -17,6 +17,7 @@ Memory is bounded: at most ``max_pending`` waiting ClientHellos, the oldest drop
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from . import tls
@@ -47,7 +48,7 @@ class Assembler:
     def __init__(self, max_pending: int = 4096, timeout: float = 10.0) -> None:
         self.max_pending = max_pending
         self.timeout = timeout
-        self.pending: dict[Key, Pending] = {}
+        self.pending: OrderedDict[Key, Pending] = OrderedDict()  # the oldest goes first
         self.stats = AssemblerStats()
 
     def start(self, key: Key, ts: float, seq: int, payload: bytes, payload_len: int) -> tls.Hello:
@@ -60,7 +61,7 @@ class Assembler:
             self.stats.incomplete += 1
             return hello
         if len(self.pending) >= self.max_pending:
-            del self.pending[next(iter(self.pending))]
+            self.pending.popitem(last=False)
             self.stats.evicted += 1
         self.pending[key] = Pending((seq + payload_len) & SEQ_MASK, bytearray(payload), ts)
         return hello

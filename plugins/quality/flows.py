@@ -1,9 +1,11 @@
 """The flows the quality plugin follows: their analysis, their counters per direction, and when
 they are forgotten. No I/O: segments in, rows of counters out.
 
-A flow is one TCP connection, seen on one captured interface (a copy of a segment on another
-interface is ignored and counted). Its client is the side that sent the SYN; for a flow first seen
-mid-stream, the side with the higher port (the lower address when the ports are equal).
+A flow is one TCP connection, seen on one captured interface: a copy of a segment on another
+interface is ignored and counted, and so is a NAT'd copy (another 5-tuple on another interface
+whose SYN carries the same server endpoint and initial sequence number, as the handshake tracker
+recognises it). Its client is the side that sent the SYN; for a flow first seen mid-stream, the
+side with the higher port (the lower address when the ports are equal).
 
 Flows start out as *embryos*: a SYN, a SYN+ACK and their retransmissions are kept as they are,
 in a table of their own, until a segment without SYN arrives; then the flow is built and the
@@ -27,6 +29,7 @@ segment, or when a SYN with a new initial sequence number reuses its ports.
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -115,6 +118,8 @@ class Row:
 
 RowKey = tuple[str, str, int]
 FlowKey = tuple[bytes, bytes, int, int]
+#: A SYN's server endpoint and initial sequence number: what a NAT'd copy keeps.
+IsnKey = tuple[bytes, int, int]
 
 
 @dataclass(slots=True)
@@ -140,6 +145,7 @@ class Flow:
     closing_at: float | None = None
     dirty: bool = False
     reported: bool = False
+    isn_key: IsnKey | None = None
 
     @property
     def verified(self) -> bool:
@@ -152,6 +158,7 @@ class Embryo:
     first: float
     isn: int  # the first SYN's sequence number (or the SYN+ACK's)
     segments: list[TcpSegment] = field(default_factory=list)
+    isn_key: IsnKey | None = None
 
 
 @dataclass(slots=True)
@@ -185,10 +192,16 @@ def _text(addr: bytes) -> str:
 class FlowTable:
     def __init__(self, cfg: TableConfig | None = None) -> None:
         self.cfg = cfg or TableConfig()
-        self.flows: dict[FlowKey, Flow] = {}
-        self.embryos: dict[FlowKey, Embryo] = {}
+        # OrderedDicts: the oldest entry goes first when a table is full, and popping the front
+        # of a plain dict degrades to a scan over the holes it leaves behind.
+        self.flows: OrderedDict[FlowKey, Flow] = OrderedDict()
+        self.embryos: OrderedDict[FlowKey, Embryo] = OrderedDict()
         self.rows: dict[RowKey, Row] = {}
         self.stats = TableStats()
+        #: Where each SYN's (server endpoint, ISN) belongs, to know NAT'd copies by.
+        self._by_isn: dict[IsnKey, FlowKey] = {}
+        #: Flows seen to be copies of another interface's flow: key -> last segment's time.
+        self.copies: OrderedDict[FlowKey, float] = OrderedDict()
         #: Set when ``rows`` reached ``max_rows``: the caller should report now.
         self.full = False
         self._dirty: list[Flow] = []
@@ -216,8 +229,14 @@ class FlowTable:
             return
         embryo = self.embryos.get(key)
         if embryo is None:
+            if key in self.copies:
+                self.copies[key] = seg.ts
+                self.stats.copies_ignored += 1
+                return
             if not followed(seg.src, seg.dst, seg.sport, seg.dport, self.cfg.sample_rate):
                 self.stats.not_followed += 1
+                return
+            if seg.flags & (A.SYN | A.ACK) == A.SYN and self._nat_copy(key, seg):
                 return
             if seg.flags & A.SYN:
                 self._embryo(key, seg)
@@ -232,22 +251,48 @@ class FlowTable:
                 embryo.segments.append(seg)
                 return
             del self.embryos[key]  # a new SYN: the ports are reused by a new connection
+            self._unindex(key, embryo.isn_key)
             self.stats.reused += 1
             self._embryo(key, seg)
             return
         del self.embryos[key]
         flow = self._new_flow(key, embryo.segments[0], embryo.iface, embryo.first)
         flow.opened = any(k.flags & (A.SYN | A.ACK) == A.SYN for k in embryo.segments)
+        flow.isn_key = embryo.isn_key
         for kept in embryo.segments:
             self._segment(flow, -1, kept)
         self._segment(flow, -1, seg)
 
+    def _nat_copy(self, key: FlowKey, seg: TcpSegment) -> bool:
+        """Whether this SYN is a NAT'd copy of a flow seen on another interface; if so, its
+        flow is remembered as a copy."""
+        owner = self._by_isn.get((seg.dst, seg.dport, seg.seq))
+        if owner is None or owner == key:
+            return False
+        other = self.flows.get(owner) or self.embryos.get(owner)
+        if other is None or other.iface == seg.iface:
+            return False
+        if len(self.copies) >= self.cfg.max_embryos:
+            self.copies.popitem(last=False)
+        self.copies[key] = seg.ts
+        self.stats.copies_ignored += 1
+        return True
+
     def _embryo(self, key: FlowKey, seg: TcpSegment) -> None:
         if len(self.embryos) >= self.cfg.max_embryos:
-            del self.embryos[next(iter(self.embryos))]
+            old_key, old = self.embryos.popitem(last=False)
+            self._unindex(old_key, old.isn_key)
             self.stats.embryos_evicted_full += 1
-        self.embryos[key] = Embryo(seg.iface, seg.ts, seg.seq, [seg])
+        embryo = Embryo(seg.iface, seg.ts, seg.seq, [seg])
+        if seg.flags & (A.SYN | A.ACK) == A.SYN:
+            embryo.isn_key = (seg.dst, seg.dport, seg.seq)
+            self._by_isn[embryo.isn_key] = key
+        self.embryos[key] = embryo
         self.stats.embryos += 1
+
+    def _unindex(self, key: FlowKey, isn_key: IsnKey | None) -> None:
+        if isn_key is not None and self._by_isn.get(isn_key) == key:
+            del self._by_isn[isn_key]
 
     def _new_flow(self, key: FlowKey, seg: TcpSegment, iface: int, first: float) -> Flow:
         """A flow whose first segment is ``seg``: its sender is the client when it is a SYN,
@@ -264,7 +309,7 @@ class FlowTable:
             client, cport, server, sport = seg.dst, seg.dport, seg.src, seg.sport
         if len(self.flows) >= self.cfg.max_flows:
             self.stats.evicted_full += 1
-            self._forget(next(iter(self.flows.values())))
+            self._forget(self.flows.popitem(last=False)[1])
         flow = Flow(
             key, iface, client, cport, server, sport,
             (_text(client), _text(server), sport), first, first,
@@ -340,18 +385,23 @@ class FlowTable:
                 self._forget(flow)
             stale = now - self.cfg.embryo_timeout
             for key in [k for k, e in self.embryos.items() if e.first < stale]:
-                del self.embryos[key]
+                self._unindex(key, self.embryos.pop(key).isn_key)
                 self.stats.embryos_expired += 1
+            for key in [k for k, t in self.copies.items() if t < idle_before]:
+                del self.copies[key]
 
     def close(self) -> None:
         """Forget everything (the sensor stops): every verified flow's counters go to rows."""
         for flow in list(self.flows.values()):
             self._forget(flow)
         self.embryos.clear()
+        self.copies.clear()
+        self._by_isn.clear()
         self._closing.clear()
 
     def _forget(self, flow: Flow) -> None:
-        del self.flows[flow.key]
+        self.flows.pop(flow.key, None)
+        self._unindex(flow.key, flow.isn_key)
         self.stats.ts_overflows += flow.ts.overflows
         self.stats.ts_negative += flow.ts.negative
         if flow.verified:

@@ -17,10 +17,11 @@ residues or none.
 In the kernel filter, ``tcp[...]`` reaches only IPv4 (pcap-filter(7)), so IPv6 reads the TCP ports
 at the fixed offset after a 40-byte header (``ip6[40:2]``, ``ip6[42:2]``) when the next header is
 TCP. An IPv6 packet with extension headers before TCP cannot be hashed in BPF: every IPv6 packet
-whose first next header is an extension header passes the kernel filter, and the sensor samples
-those with the same hash, so a followed flow is complete either way. (``ip6 protochain 6`` would
-say "TCP" more exactly, but libpcap cannot compile it after the ``vlan`` keyword on a live
-interface, where VLAN tags make the header offsets variable.)
+whose first extension header is followed by TCP or by another extension header passes the kernel
+filter (``ip6[40]`` is the first extension header's next-header field, whatever its type), and
+the sensor samples those with the same hash, so a followed flow is complete either way.
+(``ip6 protochain 6`` would say "TCP" exactly, but libpcap cannot compile it after the ``vlan``
+keyword on a live interface, where VLAN tags make the header offsets variable.)
 """
 
 from __future__ import annotations
@@ -63,5 +64,10 @@ def bpf_fragment(rate: int) -> str:
     return (
         f"(ip and tcp and ({v4} % {rate} = 0))"
         f" or (ip6 and ip6[6] = 6 and ({v6} % {rate} = 0))"
-        f" or (ip6 and ({' or '.join(f'ip6[6] = {h}' for h in IPV6_EXTENSION_HEADERS)}))"
+        f" or (ip6 and ({_one_of('ip6[6]', IPV6_EXTENSION_HEADERS)})"
+        f" and ({_one_of('ip6[40]', (6, *IPV6_EXTENSION_HEADERS))}))"
     )
+
+
+def _one_of(field: str, values: tuple[int, ...]) -> str:
+    return " or ".join(f"{field} = {v}" for v in values)
