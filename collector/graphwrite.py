@@ -23,6 +23,11 @@ class GraphWrite:
     in ``hosts`` as ``(ip, ts)`` pairs are merged, enriched and stamped by the store before the
     fragment runs, so fragments can simply ``MERGE (h:Host {scope: ..., ip: ...})``. Values are
     never pasted into the text: everything goes through parameters.
+
+    ``edges`` names the ``CONNECTS`` edges the fragment merges, as ``(client, server, dport,
+    ts)``: the store makes sure they exist before the batch query. A relationship MERGE in
+    FalkorDB (4.16) does not see a relationship that an earlier clause of the same query
+    created, so two fragments merging one new edge in one query would make two edges.
     """
 
     cypher: str
@@ -30,6 +35,7 @@ class GraphWrite:
     hosts: list[tuple[str, float]] = field(default_factory=list)
     #: The collector plugin that returned this write (set by the host, not by plugins).
     plugin: str = field(default="", compare=False)
+    edges: list[tuple[str, str, int, float]] = field(default_factory=list)
 
     def bind(self, name: str) -> str:
         """The fragment with ``$rows`` renamed to ``$<name>``."""

@@ -73,6 +73,23 @@ FOREACH (h IN $hosts |
 )
 """
 
+#: CONNECTS edges that fragments merge, created (with their hosts) before the batch query when
+#: they are new: a relationship MERGE does not see one created earlier in the same query
+#: (FalkorDB 4.16), so two fragments of one batch merging one new edge would make two. Outside
+#: the delivery guard, and harmless there: it only creates what the batch is about to fill.
+EDGES_CYPHER = """
+FOREACH (k IN $edges |
+  MERGE (c:Host {scope: k.c.scope, ip: k.c.ip})
+  ON CREATE SET c.first_seen = k.c.ts, c.last_seen = k.c.ts, c.family = k.c.family,
+    c.private = k.c.private
+  MERGE (v:Host {scope: k.s.scope, ip: k.s.ip})
+  ON CREATE SET v.first_seen = k.s.ts, v.last_seen = k.s.ts, v.family = k.s.family,
+    v.private = k.s.private
+  MERGE (c)-[e:CONNECTS {sensor: $sid, dport: k.dport}]->(v)
+  ON CREATE SET e.first_seen = k.c.ts, e.last_seen = k.c.ts
+)
+"""
+
 HELLO_CYPHER = """
 MERGE (s:Sensor {id: $sid})
 ON CREATE SET s.first_seen = $now, s.epoch = $epoch, s.acked_seq = 0, s.lost_envelopes = 0,
@@ -196,6 +213,7 @@ class GraphStore:
         self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
         self._host_written: dict[tuple[str, str], float] = {}
         self._addresses: set[str] = set()
+        self._edges_made: set[tuple[str, str, str, int]] = set()
 
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
@@ -325,6 +343,35 @@ class GraphStore:
         for r in rows:
             self._host_written[(r["scope"], r["ip"])] = r["ts"]
 
+    async def _ensure_edges(self, sensor: SensorInfo, writes: list[GraphWrite]) -> None:
+        """Create the CONNECTS edges (and their hosts) that the writes name and that this
+        collector has not made or seen yet (see EDGES_CYPHER)."""
+        edges: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+        for w in writes:
+            for client, server, dport, ts in w.edges:
+                key = (sensor.id, client, server, dport)
+                if key in self._edges_made or key in edges:
+                    continue
+                when = ts if math.isfinite(ts) else 0.0
+                try:
+                    c, s = (
+                        host_row(client, sensor.site, when, {}),
+                        host_row(server, sensor.site, when, {}),
+                    )
+                except ValueError:
+                    continue
+                for row in (c, s):
+                    del row["props"]
+                edges[key] = {"c": c, "s": s, "dport": dport}
+        if not edges:
+            return
+        await self.graph.query(
+            with_params(EDGES_CYPHER, {"sid": sensor.id, "edges": list(edges.values())})
+        )
+        if len(self._edges_made) > 1_000_000:
+            self._edges_made.clear()
+        self._edges_made.update(edges)
+
     async def apply(
         self,
         sensor: SensorInfo,
@@ -364,6 +411,7 @@ class GraphStore:
             "counters": [f"{k}={v}" for k, v in sorted((counters or {}).items())],
             "hosts": self._hosts(sensor, writes),
         }
+        await self._ensure_edges(sensor, writes)
         parts = [GUARD_CYPHER]
         per_plugin: dict[str, int] = {}
         for loss in lost:

@@ -29,6 +29,7 @@ Exports:
 - :class:`PluginContext`: what every hook receives as ``ctx`` (config, ``emit``, counters, state,
   direction, whether probing is allowed);
 - :class:`TcpSegment` and the TCP flag constants (``TH_SYN`` ...): what ``ng_packet`` receives;
+- :class:`UdpDatagram`: what ``ng_datagram`` receives;
 - :class:`HandshakeEvent` and :class:`Kind`: what ``ng_handshake`` receives;
 - address helpers shared with the collector: :func:`addr_info`, :func:`scope_of`, :func:`ntop`,
   :func:`parse_networks`, :class:`NetworkSet`, :data:`GLOBAL_SCOPE`, :data:`PRIVATE_NETWORKS`.
@@ -65,6 +66,7 @@ from net_gazer.sensor.packet import (  # noqa: E402
     TH_SYN,
     TH_URG,
     TcpSegment,
+    UdpDatagram,
 )
 
 __all__ = [
@@ -84,6 +86,7 @@ __all__ = [
     "NetworkSet",
     "PluginContext",
     "TcpSegment",
+    "UdpDatagram",
     "addr_info",
     "hookimpl",
     "hookspec",

@@ -133,6 +133,12 @@ def parser() -> argparse.ArgumentParser:
         help="allow active probing in replay mode (off by default when replaying; no built-in "
         "plugin probes yet: traceroute arrives with its own issue)",
     )
+    gen.add_argument(
+        "--no-dpi",
+        action="store_true",
+        help="no payload inspection: the dpi plugin (host names from TLS SNI, HTTP Host and DNS "
+        "answers) is not loaded",
+    )
     gen.add_argument("--list-plugins", action="store_true", help="list the sensor plugins and exit")
     gen.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     gen.add_argument("--version", action="version", version=f"net-gazer {__version__}")

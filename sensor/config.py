@@ -48,7 +48,9 @@ class SensorConfig:
     max_buffer_bytes: int = 256 * 1024 * 1024
     #: Where unacknowledged batches are kept on disk; None: memory only.
     spool_dir: Path | None = None
-    snaplen: int = 1024
+    #: Headers plus a whole Ethernet-sized segment: the dpi plugin reads ClientHellos that fill
+    #: one (post-quantum key shares make them span two).
+    snaplen: int = 1600
     #: Kernel capture ring per interface. libpcap's 2 MiB default holds about 1,500 frames at
     #: snaplen 1024 (one slot per frame), 0.1 s of a 7k SYN/s flood seen on two interfaces.
     capture_buffer: int = 32 * 1024 * 1024
@@ -69,6 +71,8 @@ class SensorConfig:
     token: str = ""
     #: Per-call time budget of each plugin hook, seconds ([plugins] budget_ms).
     plugin_budget: float = 0.25
+    #: Payload inspection (the dpi plugin); --no-dpi or ``dpi = false`` keeps it from loading.
+    dpi: bool = True
     #: Settings given by flags, which a reload (SIGHUP) must not override with the file's.
     pinned: set[str] = field(default_factory=set)
     #: The user a sensor started as root becomes after opening its sockets ("" = net-gazer if
@@ -187,6 +191,8 @@ def load(args: Any) -> SensorConfig:
         cfg.token = _read_token(Path(args.token_file))
     if args.user:
         cfg.user = args.user
+    if getattr(args, "no_dpi", False):
+        cfg.dpi = False
     return _validate(cfg)
 
 
@@ -212,7 +218,7 @@ def _read_token(path: Path) -> str:
 def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
     known = {"sensor_id", "site", "collector", "local_networks", "flush_interval", "ack_timeout",
              "snaplen", "capture_buffer", "interface", "buffer", "plugins", "tracker", "tls",
-             "token_file", "user"}  # fmt: skip
+             "token_file", "user", "dpi"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
@@ -224,6 +230,8 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
     for key in ("flush_interval", "ack_timeout"):
         if key in data:
             setattr(cfg, key, float(_typed(data, key, (int, float), where)))
+    if "dpi" in data:
+        cfg.dpi = _typed(data, "dpi", bool, where)
     if "snaplen" in data:
         cfg.snaplen = _typed(data, "snaplen", int, where)
     if "capture_buffer" in data:
@@ -307,4 +315,6 @@ def _validate(cfg: SensorConfig) -> SensorConfig:
         raise ConfigError("the sensor id must be at most 128 printable characters")
     if not cfg.site:
         cfg.site = cfg.sensor_id
+    if not cfg.dpi and "dpi" not in cfg.plugins_block:
+        cfg.plugins_block.append("dpi")
     return cfg

@@ -208,7 +208,7 @@ def _ipv4(ts: float, iface: int, buf: bytes, off: int, n: int) -> TcpSegment | N
             raise DecodeError("truncated TCP options")
         return TcpSegment(
             ts, iface, 4, src, dst, sport, dport, seq, ack, flags, window, avail - thl,
-            buf[off + TCP_MIN_HLEN : off + thl], ttl, ip_id,
+            buf[off + TCP_MIN_HLEN : off + thl], ttl, ip_id, buf, off + thl,
         )  # fmt: skip
     if n - off < IPV4_MIN_HLEN:
         raise DecodeError("truncated IPv4 header")
@@ -303,4 +303,6 @@ def _tcp(
         buf[off + TCP_MIN_HLEN : off + thl],
         ttl,
         ip_id,
+        buf,
+        off + thl,
     )

@@ -13,7 +13,7 @@ from net_gazer.sensor import hookspec
 if TYPE_CHECKING:
     from net_gazer.sensor.context import PluginContext
     from net_gazer.sensor.handshake import HandshakeEvent
-    from net_gazer.sensor.packet import TcpSegment
+    from net_gazer.sensor.packet import TcpSegment, UdpDatagram
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
@@ -53,11 +53,21 @@ def ng_packet(ctx: PluginContext, segment: TcpSegment) -> None:
     """
 
 
+@hookspec
+def ng_datagram(ctx: PluginContext, datagram: UdpDatagram) -> None:
+    """Called for every decoded UDP datagram that passed the filter, in capture order.
+
+    Only plugins that ask for UDP in their BPF fragment see any (the DPI plugin reads DNS
+    answers this way). UDP is decoded only while some plugin implements this hook.
+    """
+
+
 # -- handshakes --------------------------------------------------------------------------------
 @hookspec
 def ng_handshake(ctx: PluginContext, event: HandshakeEvent) -> None:
     """Called for every handshake event: SYN (a new attempt), SYNACK, COMPLETED, REFUSED,
-    UNANSWERED and ABANDONED (:class:`~net_gazer.sensor.handshake.Kind`).
+    UNANSWERED, ABANDONED and EVICTED (:class:`~net_gazer.sensor.handshake.Kind`). Every attempt
+    gets exactly one of the last five, its verdict.
 
     Only COMPLETED proves that the client's address is real (it answered the SYN+ACK); active
     measurements must be triggered by COMPLETED alone.

@@ -6,7 +6,7 @@ Decoding (``decode.py``) turns a captured frame into a :class:`TcpSegment`; noth
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # libpcap link types (https://www.tcpdump.org/linktypes.html). DLT_RAW is 12 on Linux headers and
 # 14 on some BSDs; the LINKTYPE_ value written to files is 101.
@@ -45,6 +45,7 @@ TH_ECE = 0x40
 TH_CWR = 0x80
 
 IPPROTO_TCP = 6
+IPPROTO_UDP = 17
 
 
 @dataclass(slots=True)
@@ -54,6 +55,10 @@ class TcpSegment:
     ``src``/``dst`` are packed addresses (4 bytes for IPv4, 16 for IPv6). ``iface`` tells apart the
     copies of one packet seen on several captured interfaces: the capture index, refined by the
     SLL2 interface index or the SLL packet direction for ``-i any``.
+
+    ``payload_len`` is the length the IP header gives; :attr:`payload` is what was captured of it
+    (the snaplen may cut it short). The frame is kept by reference, so reading no payload costs
+    nothing; the two fields behind it take no part in comparisons.
     """
 
     ts: float
@@ -71,6 +76,40 @@ class TcpSegment:
     options: bytes
     ttl: int
     ip_id: int
+    #: The captured frame, and where the TCP payload starts in it.
+    frame: bytes = field(default=b"", repr=False, compare=False)
+    payload_off: int = field(default=0, repr=False, compare=False)
+
+    @property
+    def payload(self) -> bytes:
+        """The captured part of the TCP payload (at most ``payload_len`` bytes)."""
+        return self.frame[self.payload_off : self.payload_off + self.payload_len]
+
+    @property
+    def src_text(self) -> str:
+        return str(ipaddress.ip_address(self.src))
+
+    @property
+    def dst_text(self) -> str:
+        return str(ipaddress.ip_address(self.dst))
+
+
+@dataclass(slots=True)
+class UdpDatagram:
+    """One UDP datagram as seen on the wire (for plugins that read UDP, such as DNS answers).
+
+    ``length`` is the payload length the UDP header gives; ``payload`` is what was captured of it.
+    """
+
+    ts: float
+    iface: int
+    family: int  # 4 or 6
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    length: int
+    payload: bytes
 
     @property
     def src_text(self) -> str:

@@ -22,6 +22,7 @@ from net_gazer.sensor.direction import Direction
 from net_gazer.sensor.handshake import HandshakeTracker
 from net_gazer.sensor.packet import DecodeError
 from net_gazer.sensor.transport import Outbox
+from net_gazer.sensor.udp import decode_udp
 from net_gazer.v1 import wire_pb2
 
 #: Frames read from a capture at a time.
@@ -40,6 +41,10 @@ class Counters:
     non_tcp: int = 0
     tcp: int = 0
     events: int = 0
+    #: UDP datagrams handed to ``ng_datagram`` (decoded only while a plugin implements it), and
+    #: frames among the ``non_tcp`` ones that claimed UDP but were malformed.
+    udp: int = 0
+    udp_malformed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -89,6 +94,7 @@ class Sensor:
         linktype, index = handle.linktype, handle.index
         feed = self.tracker.feed
         packet_hook = self.host.implementations("ng_packet")
+        datagram_hook = self.host.implementations("ng_datagram")
         safecall = self.host.safecall
         ctx = self.ctx
         for raw_ts, buf in frames:
@@ -100,6 +106,8 @@ class Sensor:
                 continue
             if seg is None:
                 counters.non_tcp += 1
+                if datagram_hook:
+                    self._datagram(linktype, raw_ts + offset, buf, index)
                 continue
             counters.tcp += 1
             if packet_hook:
@@ -109,6 +117,16 @@ class Sensor:
                 safecall("ng_handshake", ctx=ctx, event=event)
         if frames:
             self.now = max(self.now, frames[-1][0] + offset)
+
+    def _datagram(self, linktype: int, ts: float, buf: bytes, index: int) -> None:
+        try:
+            datagram = decode_udp(linktype, ts, buf, index)
+        except DecodeError:
+            self.counters.udp_malformed += 1
+            return
+        if datagram is not None:
+            self.counters.udp += 1
+            self.host.safecall("ng_datagram", ctx=self.ctx, datagram=datagram)
 
     def tick(self, now: float, *, final: bool = False, close: bool = False) -> None:
         """Expire attempts (all of them with ``close``), let plugins emit, and cut a batch if

@@ -29,6 +29,7 @@ import ipaddress
 import itertools
 import json
 import re
+import struct
 import sys
 import tempfile
 import traceback
@@ -44,7 +45,16 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from net_gazer.collector.context import CollectorContext
 from net_gazer.collector.graphwrite import GraphWrite, SensorInfo
+from net_gazer.plugins.dpi import collector as dpi_collector
+from net_gazer.plugins.dpi import dns as dpi_dns
+from net_gazer.plugins.dpi import http as dpi_http
+from net_gazer.plugins.dpi import tls as dpi_tls
+from net_gazer.plugins.dpi.assemble import Assembler
+from net_gazer.plugins.dpi.names import hostname as dpi_hostname
 from net_gazer.plugins.handshake import collector as handshake_plugin
+from net_gazer.plugins.quality import collector as quality_collector
+from net_gazer.plugins.quality.flows import FlowTable, Row, TableConfig
+from net_gazer.plugins.quality.tsrtt import MAX_PENDING as TS_MAX_PENDING
 from net_gazer.sensor.decode import decode
 from net_gazer.sensor.handshake import HandshakeEvent, HandshakeTracker, Kind, TrackerConfig
 from net_gazer.sensor.packet import SUPPORTED_LINKTYPES, DecodeError, TcpSegment
@@ -56,8 +66,10 @@ __all__ = [
     "TARGETS",
     "FuzzTarget",
     "KnownBug",
+    "QualityOp",
     "SpoolEntry",
     "TrackerOp",
+    "encode_quality",
     "encode_spool",
     "encode_tracker",
     "host_address",
@@ -442,6 +454,258 @@ def handshake_rows_target(data: bytes) -> str:
     }
     assert keys == want, f"rows written {sorted(keys)} != valid rows {sorted(want)}"
     return f"{len(keys)} rows of {len(batch.handshakes)}"
+
+
+# --- the quality analysis -------------------------------------------------------------------------
+
+QUALITY_ADDRS = {
+    4: (TRACKER_ADDRS[4][0], TRACKER_ADDRS[4][1]),
+    6: (TRACKER_ADDRS[6][0], TRACKER_ADDRS[6][1]),
+}
+QUALITY_PORTS = (40000, 40001, 40002, 443)
+QUALITY_SEQS = (0, 1000, 0xFFFFFE0C, 0x7FFFFFFF)  # 0xFFFFFE0C: 500 below the wrap
+#: Seconds before a segment; the last one steps back.
+QUALITY_STEPS = (0.0, 1e-6, 1e-3, 0.01, 0.2, 5.0, 400.0, -0.3)
+
+
+@dataclass(frozen=True)
+class QualityOp:
+    """One segment of the quality target's input (8 bytes), in readable form."""
+
+    flags: int
+    from_server: bool = False
+    iface: int = 0
+    expire: bool = False  # call expire(now) after it
+    family: int = 4
+    step: int = 0  # index into QUALITY_STEPS
+    seq_base: int = 0  # index into QUALITY_SEQS
+    ack_base: int = 0
+    cport: int = 0  # index into QUALITY_PORTS (the server's port is 443)
+    options: int = 0  # 0 none, 1 timestamps, 2 timestamps + SACK, 3 a malformed option
+    seq_off: int = 0  # added to the base, 16 bits
+    ack_off: int = 0
+    length: int = 0  # payload length / 50, 5 bits
+    zero_window: bool = False
+    ts_pick: int = 0  # 2 bits: which TSval/TSecr pair the options carry
+
+    def encode(self) -> bytes:
+        b1 = (
+            self.from_server | self.iface << 1 | self.expire << 3 | (self.family == 6) << 4
+            | self.step << 5
+        )  # fmt: skip
+        b2 = self.seq_base | self.ack_base << 2 | self.cport << 4 | self.options << 6
+        b7 = self.length | self.zero_window << 5 | self.ts_pick << 6
+        return (
+            bytes((self.flags, b1, b2))
+            + struct.pack("!HH", self.seq_off, self.ack_off)
+            + bytes((b7,))
+        )
+
+    @classmethod
+    def decode(cls, rec: bytes) -> QualityOp:
+        flags, b1, b2 = rec[0], rec[1], rec[2]
+        seq_off, ack_off = struct.unpack("!HH", rec[3:7])
+        b7 = rec[7]
+        return cls(
+            flags=flags, from_server=bool(b1 & 1), iface=b1 >> 1 & 3, expire=bool(b1 & 8),
+            family=6 if b1 & 0x10 else 4, step=b1 >> 5, seq_base=b2 & 3, ack_base=b2 >> 2 & 3,
+            cport=b2 >> 4 & 3, options=b2 >> 6, seq_off=seq_off, ack_off=ack_off,
+            length=b7 & 0x1F, zero_window=bool(b7 & 0x20), ts_pick=b7 >> 6,
+        )  # fmt: skip
+
+
+def encode_quality(ops: Iterable[QualityOp], max_flows: int = 2) -> bytes:
+    """The quality target's input: table bounds (byte 0), then 8-byte segment records."""
+    return bytes([max_flows - 1]) + b"".join(op.encode() for op in ops)
+
+
+def _quality_options(op: QualityOp, clock: int) -> bytes:
+    if op.options == 0:
+        return b""
+    tsval = (clock + op.ts_pick * 997) & 0xFFFFFFFF
+    tsecr = ((clock - op.ts_pick) & 0xFFFFFFFF) if op.ts_pick else 0
+    ts = b"\x01\x01\x08\x0a" + struct.pack("!II", tsval, tsecr)
+    if op.options == 1:
+        return ts
+    if op.options == 2:
+        le = (QUALITY_SEQS[op.ack_base] + op.ack_off) & 0xFFFFFFFF
+        return ts + b"\x01\x01\x05\x0a" + struct.pack("!II", le, (le + 50 * op.length) & 0xFFFFFFFF)
+    return b"\x05\x01\x08\x0b" + bytes(8)  # lengths that lie
+
+
+@target("quality_flows", max_len=1 + 8 * 120)
+def quality_flows_target(data: bytes) -> str:
+    """``FlowTable.feed/expire/report/close`` (the quality plugin's analysis) over segments read
+    from the bytes: byte 0 bounds the table (1-4 flows and embryos), then 8-byte
+    :class:`QualityOp` records (flags, direction, interface, family, time step that may go back,
+    sequence and acknowledgement numbers from a pool that wraps, payload, zero windows,
+    timestamps, SACK and malformed options).
+
+    Contract (plugins/quality/flows.py, analysis.py, tsrtt.py): nothing raises; flows and
+    embryos stay within their bounds and each connection keeps at most MAX_PENDING timed TSvals
+    per direction; every reported counter is a non-negative integer and every RTT aggregate has
+    0 <= min <= max; after ``close`` nothing is left.
+    """
+    r = _Reader(data)
+    bound = 1 + (r.byte() & 3)
+    table = FlowTable(
+        TableConfig(max_flows=bound, max_embryos=bound, linger=0.5, idle_timeout=30.0)
+    )
+    now, clock = T0, 1
+    rows: list[Row] = []
+    while len(r.data) - r.pos >= 8:
+        op = QualityOp.decode(r.take(8))
+        now += QUALITY_STEPS[op.step]
+        clock += 1
+        client, server = QUALITY_ADDRS[op.family]
+        cport = QUALITY_PORTS[op.cport]
+        src, dst, sport, dport = (
+            (server, client, 443, cport) if op.from_server else (client, server, cport, 443)
+        )
+        seg = TcpSegment(
+            now, op.iface, op.family, src, dst, sport, dport,
+            (QUALITY_SEQS[op.seq_base] + op.seq_off) & 0xFFFFFFFF,
+            (QUALITY_SEQS[op.ack_base] + op.ack_off) & 0xFFFFFFFF,
+            op.flags, 0 if op.zero_window else 65535, 50 * op.length, _quality_options(op, clock),
+            64, 0,
+        )  # fmt: skip
+        table.feed(seg)
+        if op.expire:
+            table.expire(now)
+            rows.extend(table.report().values())
+        assert len(table.flows) <= bound and len(table.embryos) <= bound, "a bound does not hold"
+        assert len(table.copies) <= bound, "the copies table is unbounded"
+        live = set(table.flows) | set(table.embryos)
+        assert set(table._by_isn.values()) <= live, "the ISN index points at forgotten flows"
+        for flow in table.flows.values():
+            assert all(len(p) <= TS_MAX_PENDING for p in flow.ts.pending), "TS table unbounded"
+    table.close()
+    rows.extend(table.report().values())
+    assert not (table.flows or table.embryos or table.copies), "close() left state behind"
+    assert not table._by_isn, "the ISN index points at forgotten flows"
+    for row in rows:
+        assert row.flows >= 0
+        for c in (row.c2s, row.s2c):
+            for name in ("retransmits", "fast_retransmits", "spurious_retransmits", "out_of_order",
+                         "sack_packets", "dsack", "zero_windows", "segments", "data_segments",
+                         "payload_bytes", "rtt_n"):  # fmt: skip
+                value = getattr(c, name)
+                assert isinstance(value, int) and value >= 0, f"{name} = {value!r}"
+            assert c.fast_retransmits + c.spurious_retransmits <= c.retransmits
+            if c.rtt_n:
+                assert 0 <= c.rtt_min <= c.rtt_max and c.rtt_sum >= 0, "a negative RTT"
+    return f"{len(rows)} rows" if rows else "no rows"
+
+
+# --- DPI: the parsers -----------------------------------------------------------------------------
+
+
+@target("dpi_parsers", max_len=2048)
+def dpi_parsers_target(data: bytes) -> str:
+    """The dpi plugin's parsers: byte 0 picks one, the rest is its input. 0: the TLS
+    ClientHello parser; 1: the HTTP Host header; 2: a DNS answer; 3: a host name; 4: ClientHello
+    reassembly, the rest cut into segments (a length byte each) at consecutive or repeated
+    sequence numbers.
+
+    Contract (plugins/dpi/): nothing raises; a ClientHello outcome is one of the four; a name
+    found is bytes; DNS addresses are 4 or 16 bytes; a host name is None or canonical
+    (``hostname(name) == name``, lower-case ASCII, at most 253 characters); the reassembler
+    keeps at most its bound of waiting ClientHellos.
+    """
+    kind, rest = (data[0] % 5, data[1:]) if data else (0, b"")
+    if kind == 0:
+        hello = dpi_tls.client_hello(rest)
+        assert hello.outcome in (dpi_tls.DONE, dpi_tls.FOUND, dpi_tls.MORE, dpi_tls.INVALID)
+        assert hello.sni is None or isinstance(hello.sni, bytes)
+        if hello.outcome == dpi_tls.FOUND:
+            assert hello.sni is not None
+        return f"tls {hello.outcome}"
+    if kind == 1:
+        host = dpi_http.host(rest)
+        assert host is None or isinstance(host, bytes)
+        return "http host" if host else "http none"
+    if kind == 2:
+        answer = dpi_dns.answer(rest)
+        if answer is None:
+            return "dns none"
+        assert all(len(a) in (4, 16) for a in answer.addresses)
+        return f"dns {min(len(answer.addresses), 3)}"
+    if kind == 3:
+        name = dpi_hostname(rest)
+        if name is None:
+            return "name rejected"
+        assert name == dpi_hostname(name) and name.isascii() and name == name.lower()
+        assert len(name) <= 253 and ".." not in name
+        return "name"
+    asm = Assembler(max_pending=2, timeout=1.0)
+    r, seq, outcomes = _Reader(rest), 0xFFFFFF00, set()
+    while r:
+        size = r.byte()
+        chunk = r.take(size)
+        key = (b"\x01", b"\x02", r.byte() & 3, 443)
+        if key in asm.pending:
+            got = asm.more(key, 1.0, seq, chunk, len(chunk) + (size & 1))
+            outcomes.add(got.outcome if got else "wait")
+        else:
+            outcomes.add(asm.start(key, 1.0, seq, chunk, len(chunk)).outcome)
+        if not size & 2:
+            seq = (seq + len(chunk)) & 0xFFFFFFFF
+        assert len(asm.pending) <= 2
+    asm.expire(10.0)
+    assert not asm.pending
+    return "assemble " + "+".join(sorted(outcomes))
+
+
+# --- protobuf: the quality and dpi collector halves -----------------------------------------------
+
+_QUALITY_CTX = CollectorContext(name="quality", config={}, graph="fuzz")
+_DPI_CTX = CollectorContext(name="dpi", config={}, graph="fuzz")
+
+
+@target("quality_rows", max_len=2048)
+def quality_rows_target(data: bytes) -> str:
+    """``Batch.FromString`` then the quality and dpi plugins' ``ng_handle_extension`` (collector
+    side) on every extension.
+
+    Contract: nothing raises; an extension of another type is left alone (None). Quality rows
+    are keyed by canonical addresses and a port in 1..65535, every count is an integer from 0 to
+    2**53 and every RTT part with samples is finite with 0 <= min <= max; name rows hold a
+    canonical address and only names that pass ``hostname``, at most MAX_NAMES of them; every
+    parameter is one FalkorDB stores as given.
+    """
+    try:
+        batch = wire_pb2.Batch.FromString(data)
+    except ProtobufDecodeError:
+        return "DecodeError"
+    outcomes = Counter()
+    for ext in batch.extensions:
+        for ctx, plugin in ((_QUALITY_CTX, quality_collector), (_DPI_CTX, dpi_collector)):
+            writes = plugin.ng_handle_extension(ctx, _FUZZ_SENSOR, ext.plugin, ext.payload)
+            if writes is None:
+                continue
+            outcomes[ctx.name] += 1
+            for w in writes:
+                _storable(w.rows, "rows")
+                for row in w.rows:
+                    if ctx.name == "quality":
+                        assert (
+                            host_address(row["c"]) == row["c"]
+                            and host_address(row["s"]) == row["s"]
+                        )
+                        assert 0 < row["dport"] <= 0xFFFF
+                        for k, v in row.items():
+                            if isinstance(v, int) and not isinstance(v, bool) and k != "dport":
+                                assert 0 <= v <= 2**53, f"{k} = {v}"
+                        for suffix in ("", "_c2s", "_s2c"):
+                            if row[f"rn{suffix}"]:
+                                lo, hi = row[f"rmin{suffix}"], row[f"rmax{suffix}"]
+                                assert 0 <= lo <= hi < float("inf"), f"rtt {lo}..{hi}"
+                    else:
+                        assert host_address(row["ip"]) == row["ip"]
+                        assert row["names"] and len(row["names"]) <= dpi_collector.MAX_NAMES
+                        assert all(dpi_hostname(n) == n for n in row["names"]), row["names"]
+                        assert row["name"] == row["names"][-1]
+    return "+".join(f"{k}:{min(v, 3)}" for k, v in sorted(outcomes.items())) or "no extensions"
 
 
 # --- the spool ------------------------------------------------------------------------------------

@@ -44,8 +44,19 @@ def test_example_sensor_config_loads_and_matches_the_defaults() -> None:
         assert getattr(cfg, field) == getattr(defaults, field), field
     assert cfg.max_buffer_bytes == defaults.max_buffer_bytes
     from net_gazer.plugins.handshake.sensor import MAX_UNVERIFIED_ROWS
+    from net_gazer.plugins.quality.flows import TableConfig
 
-    assert cfg.plugin_config == {"handshake": {"max_unverified_rows": MAX_UNVERIFIED_ROWS}}
+    quality = TableConfig()
+    assert cfg.plugin_config == {
+        "handshake": {"max_unverified_rows": MAX_UNVERIFIED_ROWS},
+        "quality": {
+            "sample_rate": quality.sample_rate,
+            "max_flows": quality.max_flows,
+            "linger": quality.linger,
+            "idle_timeout": quality.idle_timeout,
+        },
+    }
+    assert (cfg.snaplen, cfg.dpi) == (defaults.snaplen, defaults.dpi)
 
 
 def test_example_collector_config_loads() -> None:

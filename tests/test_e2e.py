@@ -6,6 +6,7 @@ the pcap timestamps within 1 µs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import urllib.request
 from ipaddress import ip_address, ip_network
@@ -92,9 +93,10 @@ def test_replay_builds_exact_graph(
     assert acked == batches > 0
     counts = {k: int(v) for k, v in (item.split("=", 1) for item in counters)}
     manifest = expected("manifest.json")[f"{pcap}.pcap"]
-    # The kernel filter drops what is not TCP before decoding; tcpdump, another libpcap consumer,
-    # applies the same filter and must see the same number of frames.
-    assert counts["sensor_packets"] == tcpdump_count(PCAPS / f"{pcap}.pcap", counts)
+    # The kernel filter drops what no plugin asked for before decoding; tcpdump, another libpcap
+    # consumer, applies the same filter (from the sensor's log) and must see as many frames.
+    [expression] = re.findall(r"with filter: (.*)$", result.stderr, re.MULTILINE)
+    assert counts["sensor_packets"] == tcpdump_count(PCAPS / f"{pcap}.pcap", expression)
     assert counts["sensor_tcp"] == manifest["tcp_segments"]
     assert (
         counts["sensor_malformed"]
@@ -104,7 +106,7 @@ def test_replay_builds_exact_graph(
         # Exactly the malformed frames that pass the kernel filter reach the decoder; tcpdump
         # tells which frames pass, the fixture's definitions which frames are malformed.
         kinds = {t: kind for t, kind in expected("hostile.expected.json")["frames"]}
-        passed = tcpdump_times(PCAPS / "hostile.pcap")
+        passed = tcpdump_times(PCAPS / "hostile.pcap", expression)
         want = sum(1 for t in passed if kinds[t] == "malformed")
         assert want > 0
         assert counts["sensor_malformed"] == want
@@ -112,14 +114,9 @@ def test_replay_builds_exact_graph(
         assert counts["sensor_malformed"] == 0
 
 
-def _filter_for(path: Path) -> str:
-    linktype = expected("manifest.json")[path.name]["linktype"]
-    return "tcp or (vlan and tcp)" if linktype == 1 else "tcp"
-
-
-def tcpdump_count(path: Path, counts: dict[str, int]) -> int:
+def tcpdump_count(path: Path, expression: str) -> int:
     out = subprocess.run(
-        ["tcpdump", "-nn", "-r", str(path), _filter_for(path)],
+        ["tcpdump", "-nn", "-r", str(path), expression],
         capture_output=True,
         text=True,
         check=True,
@@ -127,10 +124,10 @@ def tcpdump_count(path: Path, counts: dict[str, int]) -> int:
     return len(out.stdout.splitlines())
 
 
-def tcpdump_times(path: Path) -> list[int]:
-    """Capture times (µs) of the frames that the sensor's filter passes, as tcpdump reads them."""
+def tcpdump_times(path: Path, expression: str) -> list[int]:
+    """Capture times (µs) of the frames that pass the sensor's filter, as tcpdump reads them."""
     out = subprocess.run(
-        ["tcpdump", "-tt", "-nn", "-r", str(path), _filter_for(path)],
+        ["tcpdump", "-tt", "-nn", "-r", str(path), expression],
         capture_output=True,
         text=True,
         check=True,

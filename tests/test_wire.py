@@ -11,7 +11,14 @@ from conftest import ROOT
 
 from net_gazer.v1 import wire_pb2
 
-GENERATED = ("wire_pb2.py", "wire_pb2.pyi", "wire_pb2_grpc.py", "wire_pb2_grpc.pyi")
+GENERATED = (
+    "wire_pb2.py",
+    "wire_pb2.pyi",
+    "wire_pb2_grpc.py",
+    "wire_pb2_grpc.pyi",
+    "quality_pb2.py",
+    "quality_pb2.pyi",
+)
 
 
 def test_generated_code_is_not_stale(tmp_path: Path) -> None:

@@ -8,6 +8,9 @@ FalkorDB evaluates every expression of a SET against the values from before that
 with 4.16.3), so the derived means are computed from the old parts plus the row's, not from the
 freshly updated parts. Each key appears once per batch (rows are merged first): the FalkorDB bug
 report #988 concerns repeated keys in one ``UNWIND ... MERGE``.
+
+Another plugin (quality) may create the edge first, without the handshake counters: every part is
+read with ``coalesce``, so the first handshake row then starts them from zero.
 """
 
 from __future__ import annotations
@@ -46,15 +49,6 @@ def _max(prop: str, n: str, value: str) -> str:
     )
 
 
-#: Counters that edges written by an older version lack (null + n is null in Cypher).
-ADDED_LATER = frozenset({"evicted"})
-
-
-def _add(counter: str) -> str:
-    old = f"coalesce(e.{counter}, 0)" if counter in ADDED_LATER else f"e.{counter}"
-    return f"e.{counter} = {old} + r.{counter}"
-
-
 COUNTERS = (
     "count",
     "attempts",
@@ -74,21 +68,25 @@ FOREACH (r IN $rows |
     {", ".join(f"e.{c} = 0" for c in COUNTERS)},
     e.rtt_ms_sum = 0.0, e.rtt_samples = 0, e.client_rtt_ms_sum = 0.0, e.client_rtt_samples = 0
   SET e.direction = r.dir,
-    e.first_seen = CASE WHEN r.fs < e.first_seen THEN r.fs ELSE e.first_seen END,
-    e.last_seen = CASE WHEN r.ls > e.last_seen THEN r.ls ELSE e.last_seen END,
-    {", ".join(_add(c) for c in COUNTERS)},
+    e.first_seen = CASE WHEN e.first_seen IS NULL OR r.fs < e.first_seen THEN r.fs
+      ELSE e.first_seen END,
+    e.last_seen = CASE WHEN e.last_seen IS NULL OR r.ls > e.last_seen THEN r.ls
+      ELSE e.last_seen END,
+    {", ".join(f"e.{c} = coalesce(e.{c}, 0) + r.{c}" for c in COUNTERS)},
     e.rtt_ms_min = {_min("rtt_ms_min", "r.rn", "r.rmin")},
     e.rtt_ms_max = {_max("rtt_ms_max", "r.rn", "r.rmax")},
-    e.rtt_ms_sum = e.rtt_ms_sum + r.rsum,
-    e.rtt_samples = e.rtt_samples + r.rn,
+    e.rtt_ms_sum = coalesce(e.rtt_ms_sum, 0.0) + r.rsum,
+    e.rtt_samples = coalesce(e.rtt_samples, 0) + r.rn,
     e.client_rtt_ms_min = {_min("client_rtt_ms_min", "r.cn", "r.cmin")},
     e.client_rtt_ms_max = {_max("client_rtt_ms_max", "r.cn", "r.cmax")},
-    e.client_rtt_ms_sum = e.client_rtt_ms_sum + r.csum,
-    e.client_rtt_samples = e.client_rtt_samples + r.cn,
-    e.rtt_ms = CASE WHEN e.rtt_samples + r.rn > 0
-      THEN (e.rtt_ms_sum + r.rsum) / (e.rtt_samples + r.rn) ELSE null END,
-    e.client_rtt_ms = CASE WHEN e.client_rtt_samples + r.cn > 0
-      THEN (e.client_rtt_ms_sum + r.csum) / (e.client_rtt_samples + r.cn) ELSE null END
+    e.client_rtt_ms_sum = coalesce(e.client_rtt_ms_sum, 0.0) + r.csum,
+    e.client_rtt_samples = coalesce(e.client_rtt_samples, 0) + r.cn,
+    e.rtt_ms = CASE WHEN coalesce(e.rtt_samples, 0) + r.rn > 0
+      THEN (coalesce(e.rtt_ms_sum, 0.0) + r.rsum) / (coalesce(e.rtt_samples, 0) + r.rn)
+      ELSE null END,
+    e.client_rtt_ms = CASE WHEN coalesce(e.client_rtt_samples, 0) + r.cn > 0
+      THEN (coalesce(e.client_rtt_ms_sum, 0.0) + r.csum) / (coalesce(e.client_rtt_samples, 0) + r.cn)
+      ELSE null END
 )
 """
 

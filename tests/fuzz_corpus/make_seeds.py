@@ -16,12 +16,14 @@ them, which finds far more than random bytes alone.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dpkt
+import pcap
 from google.protobuf.any_pb2 import Any as AnyMessage
 
 HERE = Path(__file__).resolve().parent
@@ -30,6 +32,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/: frames.py and fuzz_targets.py
 import frames as F  # noqa: E402
 import fuzz_targets as T  # noqa: E402
 
+from net_gazer.sensor.decode import decode  # noqa: E402
 from net_gazer.sensor.packet import (  # noqa: E402
     DLT_EN10MB,
     DLT_IPV4,
@@ -308,12 +311,142 @@ def spool_seeds() -> Seeds:
     yield "dangling-symlink", T.encode_spool([STATE_OK, (0xF8 | K.DANGLING, 1, 0, b""), _whole(2)])
 
 
+# --- the quality analysis --------------------------------------------------------------------------
+
+Q = T.QualityOp
+SA = TH_SYN | TH_ACK
+PA = 0x18  # PSH+ACK
+
+
+def _connection(
+    family: int = 4, base: int = 1, cport: int = 0, options: int = 1
+) -> list[T.QualityOp]:
+    """A handshake (client ISN = QUALITY_SEQS[base], server's 4000 above), data both ways, a
+    repeated segment, a lost one and a close."""
+    kw = {"family": family, "seq_base": base, "ack_base": base, "cport": cport, "options": options}
+    c = {**kw, "from_server": False}
+    s_ = {**kw, "from_server": True}
+    return [
+        Q(TH_SYN, **{**c, "ack_base": 0}, seq_off=0, ack_off=0, ts_pick=0),
+        Q(SA, **s_, seq_off=4000, ack_off=1, step=2, ts_pick=1),
+        Q(TH_ACK, **c, seq_off=1, ack_off=4001, step=3, ts_pick=1),
+        Q(PA, **c, seq_off=1, ack_off=4001, length=2, step=1, ts_pick=1),
+        Q(TH_ACK, **s_, seq_off=4001, ack_off=101, length=20, step=2, ts_pick=1),
+        Q(TH_ACK, **s_, seq_off=5001, ack_off=101, length=20, step=1, ts_pick=1),
+        Q(TH_ACK, **c, seq_off=101, ack_off=5001, step=3, ts_pick=1),
+        Q(TH_ACK, **{**c, "options": 2}, seq_off=101, ack_off=5001, step=1, ts_pick=1),
+        Q(TH_ACK, **s_, seq_off=5001, ack_off=101, length=20, step=1, ts_pick=2),  # fast
+        Q(TH_ACK, **s_, seq_off=4001, ack_off=101, length=20, step=4, ts_pick=2),  # spurious
+        Q(TH_ACK, **c, seq_off=101, ack_off=6001, step=3, zero_window=True, ts_pick=1),
+        Q(TH_FIN | TH_ACK, **c, seq_off=101, ack_off=6001, step=2, ts_pick=1),
+        Q(TH_FIN | TH_ACK, **s_, seq_off=6001, ack_off=102, step=1, ts_pick=1),
+        Q(TH_ACK, **c, seq_off=102, ack_off=6002, step=3, expire=True, ts_pick=1),
+    ]
+
+
+def quality_flows_seeds() -> Seeds:
+    yield "connection-v4", T.encode_quality(_connection())
+    yield "connection-v6", T.encode_quality(_connection(family=6))
+    yield "connection-wraps", T.encode_quality(_connection(base=2))
+    yield "connection-no-options", T.encode_quality(_connection(options=0))
+    yield "connection-bad-options", T.encode_quality(_connection(options=3))
+    two = _connection() + _connection(cport=1)
+    yield "two-connections", T.encode_quality(two, max_flows=4)
+    yield "table-of-one", T.encode_quality(two, max_flows=1)
+    copies = [op for o in _connection() for op in (o, Q(**{**o.__dict__, "iface": 1}))]
+    yield "copies-on-two-interfaces", T.encode_quality(copies)
+    yield "syn-flood", T.encode_quality([Q(TH_SYN, cport=i % 4, seq_off=i) for i in range(40)])
+
+
+# --- DPI ---------------------------------------------------------------------------------------------
+
+_lab_spec = importlib.util.spec_from_file_location(
+    "lab_names", HERE.parent / "pcaps" / "lab" / "names.py"
+)
+assert _lab_spec is not None and _lab_spec.loader is not None
+LAB = importlib.util.module_from_spec(_lab_spec)
+_lab_spec.loader.exec_module(LAB)
+
+
+def _lab_hellos() -> list[bytes]:
+    """The ClientHellos recorded in names.pcap (OpenSSL's), first segments."""
+    reader = pcap.pcap(
+        name=str(HERE.parent / "pcaps" / "lab" / "names.pcap"), timestamp_in_ns=False
+    )
+    linktype = reader.datalink()
+    out = []
+    for ts, buf in reader:
+        seg = decode(linktype, ts, bytes(buf))
+        if seg is not None and seg.payload[:1] == b"\x16" and seg.payload[5:6] == b"\x01":
+            out.append(seg.payload)
+    return out
+
+
+def dpi_parsers_seeds() -> Seeds:
+    for i, hello in enumerate(_lab_hellos()[:6]):
+        yield f"tls-lab-{i}", b"\x00" + hello
+    yield "tls-ech", b"\x00" + LAB.crafted_hello(b"public.example.test", True)
+    yield "tls-hostile-name", b"\x00" + LAB.crafted_hello(b"bad\x01name", False)
+    for i, host in enumerate(LAB.HTTP_HOSTS):
+        yield f"http-{i}", b"\x01" + f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    for name in LAB.DNS_ZONE:
+        label = name.split(b".")[0].decode("ascii", "replace").replace("\x00", "nul")
+        label = "".join(ch if ch.isalnum() else "-" for ch in label)
+        yield f"dns-{label}", b"\x02" + LAB.dns_response(LAB.dns_query(name))
+    for i, name in enumerate(
+        (b"www.example.test", b"xn--bcher-kva.example", b"a." * 127 + b"b", b"bad name")
+    ):
+        yield f"name-{i}", b"\x03" + name
+    hello = LAB.crafted_hello(b"pieces.example.test", False)
+    pieces = b"".join(bytes([len(c)]) + c + b"\x00" for c in (hello[:40], hello[40:]))
+    yield "assemble-two", b"\x04" + pieces
+
+
+def _quality_batch() -> wire_pb2.Batch:
+    from google.protobuf.any_pb2 import Any as AnyMessage
+
+    from net_gazer.v1 import quality_pb2
+
+    counters = quality_pb2.QualityCounters(
+        retransmits=3, fast_retransmits=1, spurious_retransmits=1, out_of_order=2, sack_packets=4,
+        dsack=1, zero_windows=2, segments=100, data_segments=60, payload_bytes=86_000,
+        ts_rtt=wire_pb2.RttAggregate(sum_ms=40.0, min_ms=19.5, max_ms=20.5, samples=2),
+    )  # fmt: skip
+    report = quality_pb2.QualityReport(sample_rate=8)
+    for client, server in (("192.168.1.10", "198.51.100.1"), ("2001:db8::1", "2001:db8::2")):
+        report.rows.add(
+            client=client, server=server, dport=443, direction=wire_pb2.DIRECTION_OUTGOING,
+            first_seen=1.7e9, last_seen=1.7e9 + 1, flows=1, c2s=counters, s2c=counters,
+        )  # fmt: skip
+    names = quality_pb2.NameReport()
+    names.names.add(ip="198.51.100.1", name="www.example.test", source=1, seen=1.7e9)
+    names.names.add(ip="198.51.100.1", name="bad\x01name", source=2, seen=1.7e9 + 1)
+    names.names.add(ip="203.0.113.7", name="shop.example.test", source=3, seen=1.7e9)
+    batch = wire_pb2.Batch()
+    for plugin, message in (
+        ("quality", report),
+        ("dpi", names),
+        ("other", wire_pb2.Gap(reason="x")),
+    ):
+        any_ = AnyMessage()
+        any_.Pack(message, deterministic=True)
+        batch.extensions.add(plugin=plugin, payload=any_)
+    return batch
+
+
+def quality_rows_seeds() -> Seeds:
+    yield "quality-and-names", _quality_batch().SerializeToString(deterministic=True)
+
+
 SEEDS: dict[str, Callable[[], Seeds]] = {
     "decode": decode_seeds,
     "tracker": tracker_seeds,
     "envelope": envelope_seeds,
     "handshake_rows": handshake_rows_seeds,
     "spool": spool_seeds,
+    "quality_flows": quality_flows_seeds,
+    "dpi_parsers": dpi_parsers_seeds,
+    "quality_rows": quality_rows_seeds,
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
