@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,8 @@ def test_plugins_are_called_in_the_configured_order(monkeypatch: pytest.MonkeyPa
     host.safecall("ng_tick", ctx=lambda name: None, now=1.0, final=False)
     assert calls == ["charlie", "alpha", "bravo"]
     assert host.order[:2] == ["charlie", "alpha"]
-    assert set(host.order) == {"alpha", "bravo", "charlie", "handshake"}
+    builtins = {ep.name for ep in metadata.entry_points(group="net_gazer.sensor")}
+    assert set(host.order) == {"alpha", "bravo", "charlie"} | builtins
 
     # The environment replaces the configured order.
     monkeypatch.setenv("NG_PLUGINS_ORDER", "bravo")
