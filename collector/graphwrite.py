@@ -8,6 +8,7 @@ A batch from a sensor is applied as ONE graph query together with the sensor's d
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ class GraphWrite:
     hosts: list[tuple[str, float]] = field(default_factory=list)
     #: The collector plugin that returned this write (set by the host, not by plugins).
     plugin: str = field(default="", compare=False)
-    edges: list[tuple[str, str, int, float] | tuple[str, str, int, float, str]] = field(
+    edges: Sequence[tuple[str, str, int, float] | tuple[str, str, int, float, str]] = field(
         default_factory=list
     )
 
