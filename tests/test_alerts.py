@@ -16,6 +16,7 @@ import http.server
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -326,3 +327,75 @@ def test_rising_rtt_fires_once_and_the_hold_down_suppresses_repeats(
         "alert slow-web: rtt to 203.0.113.80 from sensor gw: 3 of the last 5"
         in collector.log_text()
     )
+
+
+# --- commands, countries and loss, on a real graph --------------------------------------------
+
+
+async def test_a_command_gets_the_alert_without_a_shell(store: GraphStore, tmp_path: Path) -> None:
+    out = tmp_path / "got.json"
+    script = "import json, os, sys; d = json.load(sys.stdin); d['env'] = os.environ['NG_ALERT_RULE']; open(sys.argv[1], 'w').write(json.dumps(d))"
+    rules = parse_rules([{"name": "cmd", "when": "sensor_gaps", "actions": ["command"],
+                          "command": [sys.executable, "-c", script, str(out) + "; touch x"]}])  # fmt: skip
+    svc = AlertService(store.graph, rules, CollectorEvents(None))
+    await svc.start()
+    try:
+        [alert] = await svc.handle(svc.engine.gap("gw", 2, 7, "spool full"))
+        deadline = time.monotonic() + 20
+        while svc.dispatcher._commands:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        await svc.stop()
+    # The argument with "; touch" reached the program as one argument: no shell split it.
+    got = json.loads(await asyncio.to_thread(Path(str(out) + "; touch x").read_text))
+    assert not (tmp_path / "x").exists()
+    assert got["id"] == alert["id"] and got["env"] == "cmd" and got["details"]["lost_items"] == 7
+    assert svc.dispatcher.stats.command_failures == 0
+
+
+def handshake_batch(servers: list[str], rtt_ms: float = 1.0) -> wire_pb2.Batch:
+    batch = wire_pb2.Batch()
+    for s in servers:
+        batch.handshakes.add(client="192.168.1.2", server=s, dport=443, proto=6, completed=1,
+                             attempts=1, rtt=wire_pb2.RttAggregate(sum_ms=rtt_ms, min_ms=rtt_ms,
+                             max_ms=rtt_ms, samples=1))  # fmt: skip
+    return batch
+
+
+async def test_a_new_country_fires_once_per_country(store: GraphStore) -> None:
+    # The countries of a GeoIP lookup, as plain values (no GeoIP database ships with this release).
+    countries = {"198.51.100.1": "DE", "198.51.100.2": "DE", "203.0.113.1": "US"}
+    rules = parse_rules([{"name": "abroad", "when": "new_country"}])
+    svc = AlertService(store.graph, rules, CollectorEvents(None),
+                       country=lambda ip, site: countries.get(ip, ""))  # fmt: skip
+    await svc.start()
+    sensor = SensorInfo(id="gw", site="lab", epoch="e1")
+    await svc.observe(sensor, handshake_batch(["198.51.100.1", "198.51.100.2", "192.0.2.9"]))
+    await svc.observe(sensor, handshake_batch(["203.0.113.1", "198.51.100.1"]))
+    await svc.observe(sensor, handshake_batch(["203.0.113.1"]))
+    res = await store.graph.ro_query("MATCH (a:Alert) RETURN a.key ORDER BY a.key")
+    assert [r[0] for r in res.result_set] == ["gw|DE", "gw|US"]
+    assert (svc.fired["abroad"], svc.suppressed["abroad"]) == (2, 3)
+
+
+async def test_loss_samples_come_from_quality_rows(store: GraphStore) -> None:
+    from google.protobuf.any_pb2 import Any as AnyMessage
+
+    from net_gazer.v1 import quality_pb2
+
+    rules = parse_rules([{"name": "lossy", "when": "loss", "threshold": 0.05, "x": 2, "n": 3}])
+    svc = AlertService(store.graph, rules, CollectorEvents(None))
+    await svc.start()
+    sensor = SensorInfo(id="gw", site="lab", epoch="e1")
+    # (retransmits, data segments) per row: 1/100, 10/100, 0/0 (no sample), 6/100 -> 2 of 3 over 5 %.
+    for retx, data in ((1, 100), (10, 100), (0, 0), (6, 100)):
+        report = quality_pb2.QualityReport(sample_rate=1)
+        report.rows.add(client="192.168.1.2", server="198.51.100.7", dport=443,
+                        c2s=quality_pb2.QualityCounters(retransmits=retx, data_segments=data))  # fmt: skip
+        batch = wire_pb2.Batch()
+        payload = AnyMessage()
+        payload.Pack(report)
+        batch.extensions.add(plugin="quality", payload=payload)
+        await svc.observe(sensor, batch)
+    assert (svc.fired["lossy"], svc.suppressed["lossy"]) == (1, 0)
