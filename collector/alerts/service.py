@@ -33,6 +33,9 @@ log = logging.getLogger("net_gazer.alerts")
 CHECK_INTERVAL = 30.0
 #: Alerts fired between two trims of the kept alert records (state.KEEP).
 TRIM_EVERY = 100
+#: Hold-downs remembered at most (the cache starts over past it).
+MAX_HELD = 100_000
+NEVER = -1e18
 
 
 class AlertService:
@@ -58,6 +61,8 @@ class AlertService:
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._since_trim = 0
+        #: (rule, key) -> until when it is held down, as last learned from the graph.
+        self._held: dict[tuple[str, str], float] = {}
 
     async def start(self) -> None:
         if not self.rules:
@@ -137,9 +142,20 @@ class AlertService:
     async def handle(
         self, found: list[Candidate], now: float | None = None
     ) -> list[dict[str, Any]]:
-        fired = []
+        """Candidates through the hold-down. A key known to be held down is suppressed without
+        asking the graph again: the hold-down is the same for every collector, so none can fire
+        it before it ends (a busy destination costs one query per hold-down, not per sample)."""
+        fired: list[dict[str, Any]] = []
         for c in found:
-            alert = await state.claim(self.graph, c, self.clock() if now is None else now)
+            when = self.clock() if now is None else now
+            held = (c.rule.name, c.key)
+            if self._held.get(held, NEVER) > when:
+                self.suppressed[c.rule.name] += 1
+                continue
+            alert, last_fired = await state.claim(self.graph, c, when)
+            if len(self._held) >= MAX_HELD:
+                self._held.clear()
+            self._held[held] = last_fired + c.hold_down
             if alert is None:
                 self.suppressed[c.rule.name] += 1
                 continue

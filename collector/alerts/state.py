@@ -33,7 +33,7 @@ FOREACH (_ IN CASE WHEN fire THEN [1] ELSE [] END |
   CREATE (:Alert {id: $id, rule: $rule, kind: $kind, key: $key, sensor: $sensor, ts: $now,
     message: $message, details: $details})
 )
-RETURN fire
+RETURN fire, a.last_fired
 """
 
 TRIM_CYPHER = """
@@ -52,8 +52,11 @@ async def ensure_indexes(graph: Any) -> None:
                 raise
 
 
-async def claim(graph: Any, c: Candidate, now: float | None = None) -> dict[str, Any] | None:
-    """The alert, when ``c`` passes the hold-down; None when it is suppressed."""
+async def claim(
+    graph: Any, c: Candidate, now: float | None = None
+) -> tuple[dict[str, Any] | None, float]:
+    """The alert when ``c`` passes the hold-down (None when it is suppressed), and when the
+    rule last fired for the key: the hold-down lasts until then plus the rule's hold_down."""
     when = time.time() if now is None else now
     alert = {
         "id": uuid.uuid4().hex,
@@ -68,7 +71,8 @@ async def claim(graph: Any, c: Candidate, now: float | None = None) -> dict[str,
     params = {**alert, "details": json.dumps(c.details, default=str), "now": when,
               "hold": c.hold_down, "never": NEVER}  # fmt: skip
     res = await graph.query(with_params(CLAIM_CYPHER, params))
-    return alert if res.result_set and res.result_set[0][0] else None
+    fire, last_fired = res.result_set[0]
+    return (alert if fire else None), float(last_fired)
 
 
 async def trim(graph: Any, keep: int = KEEP) -> None:
