@@ -12,3 +12,4 @@ cd "$here/proto"
   --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" --mypy_grpc_out="$out" \
   net_gazer/v1/wire.proto
 "$py" -m grpc_tools.protoc -I. --python_out="$out" --mypy_out="$out" net_gazer/v1/quality.proto
+"$py" -m grpc_tools.protoc -I. --python_out="$out" --mypy_out="$out" net_gazer/v1/traceroute.proto

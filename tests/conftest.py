@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "tests" / "pcaps"
 BIN = Path(sys.executable).parent
 
+# Safety: a sensor started by the test suite (in this process or a child) never probes from the
+# host's own network namespace, only from namespaces a test or the lab created.
+os.environ["NG_PROBE_NETNS_ONLY"] = "1"
+
 
 def tool(name: str) -> str:
     return str(BIN / name)

@@ -1,0 +1,73 @@
+"""The sensor half without the network: the exclusion hook, the triggers, replay safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from net_gazer.sensor import hookimpl
+from net_gazer.sensor.build import build
+from net_gazer.sensor.config import SensorConfig
+
+PCAPS = Path(__file__).parent / "pcaps"
+PCAP = PCAPS / "handshakes.pcap"
+EXPECTED: list[dict[str, Any]] = json.loads((PCAPS / "handshakes.expected.json").read_text())
+
+
+class Excluder:
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+
+    @hookimpl
+    def ng_bpf_exclude(self, ctx: Any) -> str | None:
+        return "tcp port 22"
+
+    @hookimpl
+    def ng_packet(self, ctx: Any, segment: Any) -> None:
+        self.ports += [segment.sport, segment.dport]
+
+
+def test_ng_bpf_exclude_drops_the_fragment_in_the_kernel() -> None:
+    plugin = Excluder()
+    sensor = build(SensorConfig(read=PCAP, sensor_id="t"), extra_plugins=[("x", plugin)])
+    try:
+        handle = sensor.handles[0]
+        assert handle.filter.startswith("not (tcp port 22) and ")
+        sensor.process(handle, handle.read(10_000))
+        assert any(r["dport"] == 22 for r in EXPECTED), "the fixture has an ssh connection"
+        assert plugin.ports and 22 not in plugin.ports
+    finally:
+        for h in sensor.handles:
+            h.close()
+
+
+def test_ng_bpf_exclude_of_the_traceroute_plugin_names_its_ports_and_addresses() -> None:
+    from net_gazer.plugins.traceroute import sensor as tr
+    from net_gazer.sensor.context import PluginContext
+
+    ctx = PluginContext(
+        name="traceroute", sensor_id="t", site="t", config={"flow_ports": [62000, 62009]},
+        replay=False, probing_allowed=True, _emit=lambda n, m: None, direction=lambda c, s: 0,
+        own_addresses=["198.51.100.1", "2001:db8:100::1"],
+    )  # fmt: skip
+    text = tr.ng_bpf_exclude(ctx)
+    assert text == (
+        "(tcp or udp) and (((src host 198.51.100.1 or src host 2001:db8:100::1) and src portrange "
+        "62000-62009) or ((dst host 198.51.100.1 or dst host 2001:db8:100::1) and dst portrange "
+        "62000-62009))"
+    )
+
+
+def test_replay_never_probes_without_probe_and_no_probe_wins() -> None:
+    quiet = build(SensorConfig(read=PCAP, sensor_id="t"))
+    asked = build(SensorConfig(read=PCAP, sensor_id="t", probe=True, no_probe=True))
+    try:
+        assert quiet.contexts["traceroute"].probing_allowed is False
+        assert asked.contexts["traceroute"].probing_allowed is False
+        quiet.host.safecall("ng_sensor_start", ctx=quiet.ctx)
+        assert "runner" not in quiet.contexts["traceroute"].state
+    finally:
+        for s in (quiet, asked):
+            for h in s.handles:
+                h.close()
