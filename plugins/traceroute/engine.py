@@ -430,7 +430,9 @@ class Engine:
         self.count("replies_matched")
         if not hop.addr or rtt < hop.rtt_ms:
             hop.addr, hop.rtt_ms = reply.responder, rtt
-        from_dst = reply.responder == trace.dst
+        # A port unreachable means the probe reached a host that holds the destination address,
+        # even when the host answers from another of its addresses (AnyIP, as in the lab).
+        from_dst = reply.responder == trace.dst or reply.port_unreachable
         if reply.kind in (Kind.SYNACK, Kind.RST, Kind.ECHO_REPLY) or (
             from_dst and reply.kind is Kind.UNREACHABLE
         ):

@@ -133,10 +133,14 @@ class Runner:
         self.engine.close(time.time())
 
 
-def _initial_netns() -> bool:
-    """Whether this process shares the network namespace of PID 1 (True when unsure)."""
+def _forbidden_netns() -> bool:
+    """Whether ``NG_PROBE_NOT_IN_NETNS`` (a network namespace's inode number; the test suite
+    sets its own) names the namespace this process runs in (True when unsure)."""
+    forbidden = os.environ.get("NG_PROBE_NOT_IN_NETNS", "")
+    if not forbidden:
+        return False
     try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+        return str(os.stat("/proc/self/ns/net").st_ino) == forbidden
     except OSError:
         return True
 
@@ -183,10 +187,10 @@ def ng_sensor_start(ctx: PluginContext) -> None:
     if not ctx.probing_allowed:
         ctx.log.info("traceroute: probing is off (a replay without --probe, or --no-probe)")
         return
-    if os.environ.get("NG_PROBE_NETNS_ONLY") and _initial_netns():
+    if _forbidden_netns():
         ctx.log.error(
-            "traceroute: NG_PROBE_NETNS_ONLY is set and this sensor runs in the host's own "
-            "network namespace; it does not probe"
+            "traceroute: NG_PROBE_NOT_IN_NETNS forbids probing from this network namespace; "
+            "the sensor runs without probing"
         )
         return
     prober: Prober | None = None

@@ -1,0 +1,187 @@
+"""The traceroute plugin on the lab's gateway, against references that are not ours: the hop list
+Linux ``traceroute -n -q1`` prints from the gateway with the same method and flow, tcpdump
+captures on the gateway's WAN side read by tshark, and the lab's topology.
+
+Every probe here stays inside the lab's namespaces (documentation ranges, no route out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import graph_query
+from lab_fixture import LAB_BIN, LabNet, stop, wait_for_text
+
+#: The one source port (flow id) of every probe in the comparisons, as ``traceroute --sport``.
+SPORT = 61234
+TARGETS = {
+    "srv1": ["192.0.2.10", "2001:db8:2:1::a"],
+    "srv2": ["192.0.2.138", "2001:db8:2:3::a"],
+    "any": ["203.0.113.77", "2001:db8:203::77"],
+}
+ALL = [a for addrs in TARGETS.values() for a in addrs]
+
+#: Connects to each (address, port) given as arguments, completes the handshake and closes.
+CONNECT = """
+import socket, sys
+for item in sys.argv[1:]:
+    host, port = item.rsplit(',', 1)
+    fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect((host, int(port)))
+"""
+
+#: SYNs from a forged client address that never completes a handshake (raw socket, IPv4).
+SPOOF = """
+import socket, struct, sys
+src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def csum(b):
+    if len(b) % 2: b += b'\\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+for i in range(n):
+    tcp = struct.pack('!HHIIBBHHH', 40000 + i, port, 1000 + i, 0, 5 << 4, 2, 64240, 0, 0)
+    ph = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack('!H', csum(ph + tcp)) + tcp[18:]
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 40, i, 0, 64, 6, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    raw.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    raw.sendto(ip + tcp, (dst, 0))
+"""
+
+#: A traceroute hop line: " 3  198.51.100.18  0.061 ms" or " 3  *".
+HOP_LINE = re.compile(r"^\s*(\d+)\s+(\S+)")
+
+
+def config(tmp: Path, **settings: Any) -> Path:
+    lines = ["[plugins.traceroute]"]
+    for key, value in settings.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        else:
+            lines.append(f"{key} = {value!r}")
+    path = tmp / "sensor.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def lab_sensor(
+    lab_net: LabNet, sock: Path, log: Path, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [LAB_BIN, "sensor", "--lab", lab_net.name, "--", "--collector", f"unix:{sock}",
+             "--flush-interval", "0.2", "--no-spool", "-v", *args],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_text(log, "connected to collector", proc)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def traces(url: str, graph: str) -> dict[str, dict[str, Any]]:
+    rows = graph_query(
+        url,
+        graph,
+        "MATCH (:Sensor)-[:RAN]->(t:Trace) RETURN t.dst, t.hops, t.reached, t.method, t.flow_id, t.id",
+    )
+    return {
+        r[0]: {"hops": r[1], "reached": r[2], "method": r[3], "flow": r[4], "id": r[5]}
+        for r in rows
+    }
+
+
+def wait_traces(url: str, graph: str, n: int, timeout: float = 30) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    got = traces(url, graph)
+    while len(got) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = traces(url, graph)
+    return got
+
+
+def reference(lab_net: LabNet, method: str, dst: str) -> list[str]:
+    """Linux traceroute's hop list from the gateway, ``""`` for ``*``."""
+    flags = {
+        "tcp": ["-T", f"--sport={SPORT}", "-p", "80"],
+        "udp": ["-U", f"--sport={SPORT}", "-p", "33434"],
+        "icmp": ["-I"],
+    }[method]
+    family = "-6" if ":" in dst else "-4"
+    out = lab_net.run("gw", "traceroute", family, "-n", "-q1", "-w", "1", "-m", "12", *flags, dst)
+    hops: list[str] = []
+    for line in out.splitlines()[1:]:
+        m = HOP_LINE.match(line)
+        if m:
+            hops.append("" if m[2] == "*" else m[2])
+    return hops
+
+
+#: The ECMP pair and r4 behind it. traceroute -T sends from a raw socket, so the routers hash its
+#: probes on the 5-tuple alone and it takes our probes' branch. traceroute -U sends from a
+#: connected UDP socket, whose random socket hash (sk_txhash) travels with the packets through
+#: the lab's veths and picks the branch: it changes from run to run with the same ports (seen
+#: here: 6 runs, both branches). traceroute -I picks its own identifier. So UDP and ICMP paths are
+#: compared up to the branch.
+BRANCH = {"198.51.100.18": "r3", "198.51.100.26": "r3", "198.51.100.34": "r4", "198.51.100.42": "r4",
+          "2001:db8:100:2::2": "r3", "2001:db8:100:3::2": "r3",
+          "2001:db8:100:4::2": "r4", "2001:db8:100:5::2": "r4"}  # fmt: skip
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("method", ["tcp", "udp", "icmp"])
+def test_hop_lists_equal_linux_traceroute(
+    method: str, lab_net: LabNet, collector_factory: Any, falkordb_url: str, graph_name: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    sock = tmp_path / "c.sock"
+    collector_factory(
+        "--graph-url", falkordb_url, "--graph", graph_name, "--listen", f"unix:{sock}"
+    ).start()
+    cfg = config(
+        tmp_path,
+        method=method,
+        flow_ports=[SPORT, SPORT],
+        router_rate=0,
+        stop_set=False,
+        timeout=0.5,
+    )
+    with lab_net.icmp_ratelimit(on=False):
+        with lab_sensor(lab_net, sock, tmp_path / "sensor.log", "-c", str(cfg)):
+            lab_net.python("client", CONNECT, *(f"{a},80" for a in ALL))
+            got = wait_traces(falkordb_url, graph_name, len(ALL))
+        want = {dst: reference(lab_net, method, dst) for dst in ALL}
+    assert set(got) == set(ALL), (tmp_path / "sensor.log").read_text()[-3000:]
+    for dst in ALL:
+        ours, theirs = got[dst]["hops"], want[dst]
+        # The AnyIP server answers UDP probes from its interface's address, in both tools.
+        assert got[dst]["reached"] and theirs[-1] in (dst, "192.0.2.74", "2001:db8:2:2::a"), (
+            dst,
+            ours,
+            theirs,
+        )
+        if method in ("udp", "icmp"):
+            ours, theirs = [BRANCH.get(h, h) for h in ours], [BRANCH.get(h, h) for h in theirs]
+        assert ours == theirs, (dst, method)
+        assert got[dst]["method"] == method
+        if method != "icmp":
+            assert got[dst]["flow"] == SPORT
+    # The silent router stays silent, and the branch at r1 gives srv2 another path.
+    for dst in TARGETS["srv1"] + TARGETS["any"]:
+        assert got[dst]["hops"][1] == ""
+    assert got["192.0.2.138"]["hops"][1] == "198.51.100.50"
+    assert got["192.0.2.10"]["hops"][0] == got["192.0.2.138"]["hops"][0] == "198.51.100.2"
