@@ -185,3 +185,95 @@ def test_hop_lists_equal_linux_traceroute(
         assert got[dst]["hops"][1] == ""
     assert got["192.0.2.138"]["hops"][1] == "198.51.100.50"
     assert got["192.0.2.10"]["hops"][0] == got["192.0.2.138"]["hops"][0] == "198.51.100.2"
+
+
+GW_ADDRS = {"198.51.100.1", "2001:db8:100::1"}
+LAB_PREFIXES = ("192.0.2.", "198.51.100.", "203.0.113.", "2001:db8:")
+FLOW_PORTS = range(61000, 62000)
+
+
+def tshark(pcap: Path, *fields: str, display: str = "") -> list[list[str]]:
+    """Fields of each packet as tshark reads them; the first occurrence of each (the outer
+    headers, not those an ICMP error quotes)."""
+    cmd = ["tshark", "-r", str(pcap), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
+    cmd += [a for f in fields for a in ("-e", f)] + (["-Y", display] if display else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def probes_on_wire(pcap: Path) -> list[str]:
+    """The destination of every probe of ours that tshark finds in ``pcap``: from the gateway's
+    own addresses, a TCP SYN or a UDP datagram from the flow ports, or an ICMP echo request."""
+    out = []
+    fields = ("ip.src", "ipv6.src", "ip.dst", "ipv6.dst", "ip.proto", "ipv6.nxt", "tcp.flags",
+              "tcp.srcport", "udp.srcport", "icmp.type", "icmpv6.type")  # fmt: skip
+    for s4, s6, d4, d6, p4, p6, flags, tport, uport, itype, i6type in tshark(pcap, *fields):
+        if (s4 or s6) not in GW_ADDRS:
+            continue
+        proto = int(p4 or p6 or 0)
+        probe = (
+            (proto == 6 and int(flags, 16) & 0x12 == 0x02 and int(tport) in FLOW_PORTS)
+            or (proto == 17 and int(uport) in FLOW_PORTS)
+            or (proto == 1 and itype == "8")
+            or (proto == 58 and i6type == "128")
+        )
+        if probe:
+            out.append(d4 or d6)
+    return out
+
+
+@pytest.mark.root
+def test_safety_counted_on_the_wire(
+    lab_net: LabNet, collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path: Path
+) -> None:
+    sock = tmp_path / "c.sock"
+    collector_factory(
+        "--graph-url", falkordb_url, "--graph", graph_name, "--listen", f"unix:{sock}"
+    ).start()
+    wan = tmp_path / "wan.pcap"
+    real = ["192.0.2.10", "2001:db8:2:1::a"]
+    with lab_net.tcpdump("gw", "wan0", wan, "tcp or udp or icmp or icmp6"):
+        with lab_sensor(lab_net, sock, tmp_path / "sensor.log"):
+            # SYNs from a forged client: answered by SYN+ACKs that nobody acknowledges.
+            lab_net.python("client", SPOOF, "10.77.1.99", "203.0.113.200", 80, 5)
+            lab_net.python("client", CONNECT, *(f"{a},80" for a in real))
+            got = wait_traces(falkordb_url, graph_name, len(real))
+    assert set(got) == set(real)
+    on_wire = probes_on_wire(wan)
+    assert on_wire and set(on_wire) == set(real)  # no probe to the forged SYNs' target
+    assert all(d.startswith(LAB_PREFIXES) for d in on_wire)  # nothing leaves the lab's ranges
+    # The probes, their SYN+ACKs and the gateway's RSTs are not connections.
+    edges = graph_query(
+        falkordb_url, graph_name, "MATCH (c:Host)-[e:CONNECTS]->(s:Host) RETURN c.ip, s.ip, e.dport"
+    )
+    assert sorted(tuple(e) for e in edges) == sorted(
+        [
+            ("10.77.1.10", "192.0.2.10", 80),
+            ("fd00:77:1::a", "2001:db8:2:1::a", 80),
+            ("10.77.1.99", "203.0.113.200", 80),
+        ]
+    )
+
+    # --dry-run and --no-probe send nothing, live; the dry run says what it would have sent.
+    for flag in ("--dry-run", "--no-probe"):
+        quiet = tmp_path / f"{flag[2:]}.pcap"
+        log = tmp_path / f"{flag[2:]}.log"
+        with lab_net.tcpdump("gw", "wan0", quiet, "tcp or udp or icmp or icmp6"):
+            with lab_sensor(lab_net, sock, log, flag):
+                lab_net.python("client", CONNECT, "192.0.2.138,80", "2001:db8:2:3::a,22")
+                time.sleep(1.5)
+        assert probes_on_wire(quiet) == [], flag
+        assert ("dry run: would send a tcp probe to 192.0.2.138" in log.read_text()) == (
+            flag == "--dry-run"
+        )
+
+    # A replay of the first capture probes nothing without --probe, and probes with it.
+    for extra, expect in (((), False), (("--probe",), True)):
+        replayed = tmp_path / f"replay{len(extra)}.pcap"
+        log = tmp_path / f"replay{len(extra)}.log"
+        cmd = [str(Path(LAB_BIN).parent / "net-gazer-sensor"), "-r", str(wan), "--collector", f"unix:{sock}",
+               "--local-networks", "10.77.1.0/24,fd00:77:1::/64", "--sensor-id", f"replay{len(extra)}", *extra]  # fmt: skip
+        with lab_net.tcpdump("gw", "wan0", replayed, "tcp or udp or icmp or icmp6"):
+            with lab_net.process("gw", *cmd, log=log) as proc:
+                assert proc.wait(60) == 0, log.read_text()
+        assert bool(probes_on_wire(replayed)) is expect, log.read_text()[-2000:]
