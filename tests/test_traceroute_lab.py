@@ -232,12 +232,14 @@ def test_safety_counted_on_the_wire(
     ).start()
     wan = tmp_path / "wan.pcap"
     real = ["192.0.2.10", "2001:db8:2:1::a"]
-    with lab_net.tcpdump("gw", "wan0", wan, "tcp or udp or icmp or icmp6"):
-        with lab_sensor(lab_net, sock, tmp_path / "sensor.log"):
-            # SYNs from a forged client: answered by SYN+ACKs that nobody acknowledges.
-            lab_net.python("client", SPOOF, "10.77.1.99", "203.0.113.200", 80, 5)
-            lab_net.python("client", CONNECT, *(f"{a},80" for a in real))
-            got = wait_traces(falkordb_url, graph_name, len(real))
+    with (
+        lab_net.tcpdump("gw", "wan0", wan, "tcp or udp or icmp or icmp6"),
+        lab_sensor(lab_net, sock, tmp_path / "sensor.log"),
+    ):
+        # SYNs from a forged client: answered by SYN+ACKs that nobody acknowledges.
+        lab_net.python("client", SPOOF, "10.77.1.99", "203.0.113.200", 80, 5)
+        lab_net.python("client", CONNECT, *(f"{a},80" for a in real))
+        got = wait_traces(falkordb_url, graph_name, len(real))
     assert set(got) == set(real)
     on_wire = probes_on_wire(wan)
     assert on_wire and set(on_wire) == set(real)  # no probe to the forged SYNs' target
@@ -258,10 +260,12 @@ def test_safety_counted_on_the_wire(
     for flag in ("--dry-run", "--no-probe"):
         quiet = tmp_path / f"{flag[2:]}.pcap"
         log = tmp_path / f"{flag[2:]}.log"
-        with lab_net.tcpdump("gw", "wan0", quiet, "tcp or udp or icmp or icmp6"):
-            with lab_sensor(lab_net, sock, log, flag):
-                lab_net.python("client", CONNECT, "192.0.2.138,80", "2001:db8:2:3::a,22")
-                time.sleep(1.5)
+        with (
+            lab_net.tcpdump("gw", "wan0", quiet, "tcp or udp or icmp or icmp6"),
+            lab_sensor(lab_net, sock, log, flag),
+        ):
+            lab_net.python("client", CONNECT, "192.0.2.138,80", "2001:db8:2:3::a,22")
+            time.sleep(1.5)
         assert probes_on_wire(quiet) == [], flag
         assert ("dry run: would send a tcp probe to 192.0.2.138" in log.read_text()) == (
             flag == "--dry-run"
@@ -273,7 +277,9 @@ def test_safety_counted_on_the_wire(
         log = tmp_path / f"replay{len(extra)}.log"
         cmd = [str(Path(LAB_BIN).parent / "net-gazer-sensor"), "-r", str(wan), "--collector", f"unix:{sock}",
                "--local-networks", "10.77.1.0/24,fd00:77:1::/64", "--sensor-id", f"replay{len(extra)}", *extra]  # fmt: skip
-        with lab_net.tcpdump("gw", "wan0", replayed, "tcp or udp or icmp or icmp6"):
-            with lab_net.process("gw", *cmd, log=log) as proc:
-                assert proc.wait(60) == 0, log.read_text()
+        with (
+            lab_net.tcpdump("gw", "wan0", replayed, "tcp or udp or icmp or icmp6"),
+            lab_net.process("gw", *cmd, log=log) as proc,
+        ):
+            assert proc.wait(60) == 0, log.read_text()
         assert bool(probes_on_wire(replayed)) is expect, log.read_text()[-2000:]
