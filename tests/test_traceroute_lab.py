@@ -283,3 +283,52 @@ def test_safety_counted_on_the_wire(
         ):
             assert proc.wait(60) == 0, log.read_text()
         assert bool(probes_on_wire(replayed)) is expect, log.read_text()[-2000:]
+
+
+#: What every path to the AnyIP range looks like, by the lab's topology: r1, the silent r2, one
+#: of the ECMP pair, r4 (answering from the address towards either branch), the destination.
+R3 = {"198.51.100.18", "198.51.100.26"}
+R4 = {"198.51.100.34", "198.51.100.42"}
+
+
+def complete(hops: list[str], dst: str) -> bool:
+    return (
+        len(hops) == 5
+        and hops[:2] == ["198.51.100.2", ""]
+        and hops[2] in R3
+        and hops[3] in R4
+        and hops[4] == dst
+    )
+
+
+def trace_burst(
+    lab_net: LabNet, collector_factory: Any, url: str, graph: str, tmp: Path, dsts: list[str],
+    name: str, **settings: Any,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    sock = tmp / f"{name}.sock"
+    collector_factory("--graph-url", url, "--graph", graph, "--listen", f"unix:{sock}").start()
+    cfg = config(tmp, **settings)
+    with lab_sensor(lab_net, sock, tmp / f"{name}.log", "-c", str(cfg), "--sensor-id", name):
+        lab_net.python("client", CONNECT, *(f"{a},80" for a in dsts), timeout=120)
+        return wait_traces(url, graph, len(dsts), timeout=240)
+
+
+@pytest.mark.root
+def test_rate_limits_on_fifty_destinations_all_complete_with_pacing(
+    lab_net: LabNet, collector_factory: Any, falkordb_url: str, tmp_path: Path
+) -> None:
+    """Linux's default ICMP rate limits in every router (the lab's default). Paced, 50 new
+    destinations behind the same routers all get complete traces; the control run without
+    pacing per router loses hops to the limits."""
+    paced_dsts = [f"203.0.113.{i}" for i in range(1, 51)]
+    got = trace_burst(lab_net, collector_factory, falkordb_url, "t_paced_" + tmp_path.name[-6:],
+                      tmp_path, paced_dsts, "paced", method="tcp", stop_set=False)  # fmt: skip
+    done = [d for d in paced_dsts if d in got and got[d]["reached"] and complete(got[d]["hops"], d)]
+    assert len(done) == 50, {d: got.get(d) for d in paced_dsts if d not in done}
+    time.sleep(2)  # the routers' buckets refill
+    control_dsts = [f"203.0.113.{i}" for i in range(101, 151)]
+    got = trace_burst(lab_net, collector_factory, falkordb_url, "t_unpaced_" + tmp_path.name[-6:],
+                      tmp_path, control_dsts, "unpaced", method="tcp", stop_set=False,
+                      router_rate=0)  # fmt: skip
+    blanked = [d for d in control_dsts if d in got and not complete(got[d]["hops"], d)]
+    assert len(blanked) >= 10, f"only {len(blanked)} of 50 unpaced traces lost hops"

@@ -40,6 +40,8 @@ from net_gazer.plugins.traceroute.options import Options
 MAX_REMEMBERED = 100_000
 #: Router buckets kept at most (idle ones are full anyway, so forgetting them is harmless).
 MAX_BUCKETS = 10_000
+#: Unanswered probes, and not one answer, after which a TTL's bucket counts as a silent router.
+SILENT_AFTER = 3
 
 
 class Bucket:
@@ -77,6 +79,8 @@ class Probe:
     flow: int
     sent: float
     key: tuple[str, str, int]
+    #: The pacing bucket it was sent under (None: not paced).
+    bucket: tuple[object, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -220,6 +224,10 @@ class Engine:
         self._flow = 0
         self._traces = 0
         self.distance: OrderedDict[tuple[int, str], int] = OrderedDict()
+        #: Per pacing bucket: [answers, timeouts]. A bucket whose probes have never been
+        #: answered (a router that sends no time exceeded at all) is not paced: there is no
+        #: rate limit to respect, only probes to delay.
+        self.outcomes: OrderedDict[tuple[object, ...], list[int]] = OrderedDict()
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -318,6 +326,7 @@ class Engine:
             if now - probe.sent < timeout:
                 continue
             del self.inflight[key]
+            self._outcome(probe.bucket, answered=False)
             trace = probe.trace
             if trace.outstanding.get(probe.ttl) is probe:
                 del trace.outstanding[probe.ttl]
@@ -347,7 +356,21 @@ class Engine:
         known = self.stop_set.known(trace.family, trace.started)
         if ttl <= len(known) and known[ttl - 1]:
             return ("router", known[ttl - 1])
-        return ("ttl", trace.family, ttl)
+        key = ("ttl", trace.family, ttl)
+        seen = self.outcomes.get(key)
+        if seen is not None and seen[0] == 0 and seen[1] >= SILENT_AFTER:
+            return None
+        return key
+
+    def _outcome(self, key: tuple[object, ...] | None, *, answered: bool) -> None:
+        if key is None:
+            return
+        seen = self.outcomes.get(key)
+        if seen is None:
+            seen = self.outcomes[key] = [0, 0]
+            while len(self.outcomes) > MAX_BUCKETS:
+                self.outcomes.popitem(last=False)
+        seen[0 if answered else 1] += 1
 
     def _sends(self, now: float) -> list[Send]:
         opts = self.opts
@@ -380,14 +403,16 @@ class Engine:
                         continue
                     bucket.take()
                 self.budget.take()
-                out.append(self._probe(trace, ttl, now))
+                out.append(self._probe(trace, ttl, now, key))
             trace.pending = waiting
         return out
 
-    def _probe(self, trace: Trace, ttl: int, now: float) -> Send:
+    def _probe(
+        self, trace: Trace, ttl: int, now: float, bucket: tuple[object, ...] | None = None
+    ) -> Send:
         ident = self._ident(trace)
         flow = trace.flow if self.opts.mode == "paris" else self._next_flow()
-        probe = Probe(trace, ttl, ident, flow, now, (trace.dst, trace.method, ident))
+        probe = Probe(trace, ttl, ident, flow, now, (trace.dst, trace.method, ident), bucket)
         self.inflight[probe.key] = probe
         trace.outstanding[ttl] = probe
         trace.attempts[ttl] = trace.attempts.get(ttl, 0) + 1
@@ -421,6 +446,7 @@ class Engine:
             self.count("replies_unmatched")
             return False
         del self.inflight[probe.key]
+        self._outcome(probe.bucket, answered=True)
         trace, ttl = probe.trace, probe.ttl
         if trace.outstanding.get(ttl) is probe:
             del trace.outstanding[ttl]
