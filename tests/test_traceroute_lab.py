@@ -332,3 +332,45 @@ def test_rate_limits_on_fifty_destinations_all_complete_with_pacing(
                       router_rate=0)  # fmt: skip
     blanked = [d for d in control_dsts if d in got and not complete(got[d]["hops"], d)]
     assert len(blanked) >= 10, f"only {len(blanked)} of 50 unpaced traces lost hops"
+
+
+@pytest.mark.root
+def test_paris_traces_keep_one_branch_per_flow_and_flows_show_both(
+    lab_net: LabNet, collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path: Path
+) -> None:
+    flows = list(range(61100, 61116))
+    sock = tmp_path / "c.sock"
+    collector_factory(
+        "--graph-url", falkordb_url, "--graph", graph_name, "--listen", f"unix:{sock}"
+    ).start()
+    cfg = config(tmp_path, method="tcp", flow_ports=[flows[0], flows[-1]], dedup_window=0,
+                 stop_set=False, router_rate=0, timeout=0.5)  # fmt: skip
+    n = 2 * len(flows)  # every flow id twice
+    with (
+        lab_net.icmp_ratelimit(on=False),
+        lab_sensor(lab_net, sock, tmp_path / "s.log", "-c", str(cfg)),
+    ):
+        for _ in range(n):
+            lab_net.python("client", CONNECT, "192.0.2.10,80")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = graph_query(
+                falkordb_url, graph_name, "MATCH (t:Trace) RETURN t.flow_id, t.hops, t.reached"
+            )
+            if len(rows) >= n:
+                break
+            time.sleep(0.3)
+    assert len(rows) == n and all(r[2] for r in rows)
+    branch: dict[int, set[str]] = {}
+    for flow, hops, _ in rows:
+        assert hops[2] in R3, hops
+        branch.setdefault(flow, set()).add(hops[2])
+    assert sorted(branch) == flows
+    assert all(len(b) == 1 for b in branch.values()), branch  # one flow id, one branch
+    assert set().union(*branch.values()) == R3  # and the flow ids between them take both
+    # Linux traceroute with the same flow (source port) takes the same branch.
+    with lab_net.icmp_ratelimit(on=False):
+        for flow in flows[:4]:
+            out = lab_net.run("gw", "traceroute", "-4", "-n", "-q1", "-w", "1", "-f", "3", "-m", "3",
+                              "-T", f"--sport={flow}", "-p", "80", "192.0.2.10")  # fmt: skip
+            assert out.split()[-3] in branch[flow], (flow, out)
