@@ -374,3 +374,81 @@ def test_paris_traces_keep_one_branch_per_flow_and_flows_show_both(
             out = lab_net.run("gw", "traceroute", "-4", "-n", "-q1", "-w", "1", "-f", "3", "-m", "3",
                               "-T", f"--sport={flow}", "-p", "80", "192.0.2.10")  # fmt: skip
             assert out.split()[-3] in branch[flow], (flow, out)
+
+
+def traces_to(url: str, graph: str, dst: str, n: int, timeout: float = 30) -> list[list[Any]]:
+    """The runs to ``dst`` in start order, once there are ``n``: id, hops, saved, sent."""
+    cypher = (
+        "MATCH (t:Trace) WHERE t.dst = $dst RETURN t.id, t.hops, t.probes_saved, t.probes_sent, "
+        "t.reached ORDER BY t.started"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = graph_query(url, graph, cypher, {"dst": dst})
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+@pytest.mark.root
+def test_stop_set_saves_probes_and_keeps_paths_complete(
+    lab_net: LabNet, collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path: Path
+) -> None:
+    sock = tmp_path / "c.sock"
+    collector_factory(
+        "--graph-url", falkordb_url, "--graph", graph_name, "--listen", f"unix:{sock}"
+    ).start()
+    cfg = config(tmp_path, method="tcp", dedup_window=0, stop_set_min_traces=3, full_every=100,
+                 router_rate=0, timeout=0.5)  # fmt: skip
+    path = ["198.51.100.2", "198.51.100.50", "192.0.2.138"]  # r1, r5, srv2: the topology
+    with (
+        lab_net.icmp_ratelimit(on=False),
+        lab_sensor(lab_net, sock, tmp_path / "s.log", "-c", str(cfg)),
+    ):
+        for i in range(5):
+            lab_net.python("client", CONNECT, "192.0.2.138,80")
+            rows = traces_to(falkordb_url, graph_name, "192.0.2.138", i + 1)
+    assert len(rows) == 5 and all(r[4] and r[1] == path for r in rows), rows
+    full, later = rows[:3], rows[3:]
+    assert all(r[2] == 0 for r in full)
+    assert all(r[2] == 1 for r in later)  # r1 is known: the trace starts at r5 (the overlap)
+    assert all(r[3] < min(f[3] for f in full) for r in later)
+    inferred = graph_query(
+        falkordb_url, graph_name,
+        "MATCH (t:Trace {id: $id})-[a:AT]->(h:Host) RETURN a.ttl, h.ip, a.inferred ORDER BY a.ttl",
+        {"id": later[-1][0]},
+    )  # fmt: skip
+    assert inferred == [[1, path[0], True], [2, path[1], False], [3, path[2], False]]
+
+
+@pytest.mark.root
+def test_a_moved_route_is_seen_after_the_dedup_window(
+    lab_net: LabNet, collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path: Path
+) -> None:
+    sock = tmp_path / "c.sock"
+    collector_factory(
+        "--graph-url", falkordb_url, "--graph", graph_name, "--listen", f"unix:{sock}"
+    ).start()
+    cfg = config(tmp_path, method="tcp", dedup_window=3, router_rate=0, timeout=0.5)
+
+    def pin(via: str) -> None:
+        lab_net.run("r2", "ip", "route", "replace", "192.0.2.0/26", "via", via)
+
+    try:
+        pin("198.51.100.18")  # r3a only
+        with (
+            lab_net.icmp_ratelimit(on=False),
+            lab_sensor(lab_net, sock, tmp_path / "s.log", "-c", str(cfg)),
+        ):
+            lab_net.python("client", CONNECT, "192.0.2.10,80")
+            first = traces_to(falkordb_url, graph_name, "192.0.2.10", 1)
+            pin("198.51.100.26")  # the route moves to r3b
+            lab_net.python("client", CONNECT, "192.0.2.10,80")  # within the window: no trace
+            time.sleep(3.5)
+            lab_net.python("client", CONNECT, "192.0.2.10,80")  # after it: traced again
+            rows = traces_to(falkordb_url, graph_name, "192.0.2.10", 2)
+    finally:
+        lab_net.run("r2", "ip", "route", "replace", "192.0.2.0/26",
+                    "nexthop", "via", "198.51.100.18", "nexthop", "via", "198.51.100.26")  # fmt: skip
+    assert len(first) == 1 and first[0][1][2] == "198.51.100.18"
+    assert len(rows) == 2 and rows[1][1][2] == "198.51.100.26", rows
