@@ -254,6 +254,8 @@ class Engine:
         dport = port if method == "tcp" else opts.udp_port if method == "udp" else 0
         self.queue.append(_Request(dst, method, dport))
         self.queued.add(dst)
+        if len(self.queue) > self.counters.get("queue_peak", 0):
+            self.counters["queue_peak"] = len(self.queue)
         self.count("requested")
         return True
 
