@@ -71,3 +71,60 @@ def test_replay_never_probes_without_probe_and_no_probe_wins() -> None:
         for s in (quiet, asked):
             for h in s.handles:
                 h.close()
+
+
+def test_the_example_config_and_the_docs_name_the_defaults() -> None:
+    """deploy/net-gazer.toml's [plugins.traceroute] parses, and every default it and
+    the settings table of the traceroute guide state is the code's."""
+    import tomllib
+    from dataclasses import fields
+
+    from net_gazer.plugins.traceroute.options import Options, parse_options
+
+    root = Path(__file__).resolve().parent.parent
+    example = tomllib.loads((root / "deploy" / "net-gazer.toml").read_text())["plugins"][
+        "traceroute"
+    ]
+    parsed, defaults = parse_options(example), Options()
+    for key in example:
+        got, want = getattr(parsed, key), getattr(defaults, key)
+        assert (list(got) if isinstance(got, tuple) else got) == (
+            list(want) if isinstance(want, tuple) else want
+        ), key
+    table = (root / "docs/traceroute.md").read_text().split("## Settings")[1].split("\n## ")[0]
+    documented = set()
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        keys = [k.strip("` ") for k in line.split("|")[1].split(",")]
+        values = (
+            [v.strip("` ") for v in line.split("|")[2].split(",")]
+            if "`" in line.split("|")[2]
+            else []
+        )
+        documented.update(keys)
+        for key, value in zip(keys, values if len(values) == len(keys) else [], strict=False):
+            want = getattr(defaults, key)
+            if isinstance(want, bool):
+                assert value == str(want).lower(), key
+            elif isinstance(want, int | float):
+                assert float(value) == float(want), key
+    assert documented == {f.name for f in fields(Options)} - {"allow_set", "deny_set"}
+
+
+def test_bad_settings_are_one_sentence_and_probing_stays_off() -> None:
+    import pytest
+
+    from net_gazer.plugins.traceroute.options import parse_options
+
+    for bad, words in (
+        ({"method": "carrier-pigeon"}, "method must be one of tcp, udp, icmp"),
+        ({"pps": 0}, "pps must be within"),
+        ({"flow_ports": [10, 5]}, "flow_ports must be"),
+        ({"deny": ["10.0.0.0/33"]}, "allow/deny"),
+        ({"nonsense": 1}, "has no setting 'nonsense'"),
+        ({"methods": {"53": "smoke"}}, "methods:"),
+    ):
+        with pytest.raises(ValueError, match=words) as info:
+            parse_options(bad)
+        assert "\n" not in str(info.value)
