@@ -128,3 +128,42 @@ def test_bad_settings_are_one_sentence_and_probing_stays_off() -> None:
         with pytest.raises(ValueError, match=words) as info:
             parse_options(bad)
         assert "\n" not in str(info.value)
+
+
+def test_dry_run_logs_and_sighup_settings_apply_to_new_requests(caplog: Any) -> None:
+    """A dry run (which sends nothing, so it may run anywhere) logs each probe; new settings in
+    ctx.config, as SIGHUP leaves them, apply at the next tick."""
+    import logging
+
+    from net_gazer.plugins.traceroute import sensor as tr
+    from net_gazer.sensor import HandshakeEvent, Kind
+    from net_gazer.sensor.context import PluginContext
+    from net_gazer.v1 import wire_pb2
+
+    emitted: list[Any] = []
+    ctx = PluginContext(
+        name="traceroute", sensor_id="t", site="t", config={}, replay=False, probing_allowed=True,
+        _emit=lambda n, m: emitted.append(m), direction=lambda c, s: wire_pb2.DIRECTION_OUTGOING,
+        dry_run=True,
+    )  # fmt: skip
+    caplog.set_level(logging.INFO, logger="net_gazer.plugin.traceroute")
+    tr.ng_sensor_start(ctx)
+
+    def done(server: str, kind: Kind = Kind.COMPLETED) -> None:
+        tr.ng_handshake(ctx, HandshakeEvent(kind, 1.0, 4, "10.77.1.10", 40000, server, 443, 0))
+
+    done("192.0.2.10", Kind.SYN)  # a bare SYN aims nothing
+    done("192.0.2.10")
+    ctx.state["runner"].turn()
+    assert "dry run: would send a tcp probe to 192.0.2.10 port 443 with TTL 1" in caplog.text
+    assert ctx.counters["dry_run_probes"] == 8  # the first window
+    ctx.config = {"deny": ["192.0.2.0/24"], "pps": 5.0}
+    tr.ng_tick(ctx, 2.0, False)
+    done("192.0.2.11")
+    engine = ctx.state["runner"].engine
+    assert engine.counters["denied"] == 1 and engine.budget.rate == 5.0
+    ctx.config = {"pps": "fast"}
+    tr.ng_tick(ctx, 3.0, False)
+    assert "keeping the running traceroute settings" in caplog.text
+    tr.ng_sensor_stop(ctx)
+    assert emitted == []  # a dry run reports no traces
