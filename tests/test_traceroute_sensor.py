@@ -167,3 +167,32 @@ def test_dry_run_logs_and_sighup_settings_apply_to_new_requests(caplog: Any) -> 
     assert "keeping the running traceroute settings" in caplog.text
     tr.ng_sensor_stop(ctx)
     assert emitted == []  # a dry run reports no traces
+
+
+def test_the_remote_end_is_traced_by_direction() -> None:
+    """Outgoing: the server, on its port; incoming: the client, on its port (unless
+    ``incoming = false``); internal and transit connections: nothing."""
+    from net_gazer.plugins.traceroute import sensor as tr
+    from net_gazer.sensor import HandshakeEvent, Kind
+    from net_gazer.sensor.context import PluginContext
+    from net_gazer.v1 import wire_pb2
+
+    for direction, config, want in (
+        (wire_pb2.DIRECTION_OUTGOING, {}, ("192.0.2.10", 443)),
+        (wire_pb2.DIRECTION_INCOMING, {}, ("10.77.1.10", 40000)),
+        (wire_pb2.DIRECTION_INCOMING, {"incoming": False}, None),
+        (wire_pb2.DIRECTION_INTERNAL, {}, None),
+        (wire_pb2.DIRECTION_TRANSIT, {}, None),
+    ):
+        ctx = PluginContext(
+            name="traceroute", sensor_id="t", site="t", config=config, replay=False,
+            probing_allowed=True, _emit=lambda n, m: None,
+            direction=lambda c, s, d=direction: d, dry_run=True,
+        )  # fmt: skip
+        tr.ng_sensor_start(ctx)
+        event = HandshakeEvent(Kind.COMPLETED, 1.0, 4, "10.77.1.10", 40000, "192.0.2.10", 443, 0)
+        tr.ng_handshake(ctx, event)
+        engine = ctx.state["runner"].engine
+        traced = [(t.dst, t.dport) for t in engine.active.values()]
+        assert traced == ([want] if want else []), (direction, config)
+        tr.ng_sensor_stop(ctx)
