@@ -82,13 +82,17 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
             site=cfg.site,
             config=cfg.plugin_config.get(name, {}),
             replay=cfg.replay,
-            probing_allowed=cfg.probe or not cfg.replay,
+            probing_allowed=(cfg.probe or not cfg.replay) and not cfg.no_probe,
             _emit=sensor.emit,
             direction=sensor.direction,
+            dry_run=cfg.dry_run,
+            own_addresses=list(sensor.own_addresses),
         )
     fragments = [str(f) for _, f in host.safecall("ng_bpf_filter", ctx=sensor.ctx)]
     tcp = collector_endpoint(cfg.collector)  # None for a unix: socket, nothing to exclude
     exclude = exclusion_for(*tcp) if tcp is not None and cfg.read is None else []
+    # The plugins' own traffic (the traceroute plugin's probes and the answers to them).
+    exclude += [str(f) for _, f in host.safecall("ng_bpf_exclude", ctx=sensor.ctx) if f]
     for h in handles:
         h.set_filter(bpf_union(fragments, h.linktype, exclude))
         log.info("capturing on %s (link type %d) with filter: %s", h.name, h.linktype, h.filter)

@@ -136,8 +136,18 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--probe",
         action="store_true",
-        help="allow active probing in replay mode (off by default when replaying; no built-in "
-        "plugin probes yet: traceroute arrives with its own issue)",
+        help="allow active probing in replay mode (off by default when replaying): the "
+        "traceroute plugin traces the paths of the replayed handshakes",
+    )
+    gen.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="no active probing at all, live or replaying (the traceroute plugin stays idle)",
+    )
+    gen.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="log the probes that would be sent, and send none",
     )
     gen.add_argument(
         "--no-dpi",

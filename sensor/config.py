@@ -55,6 +55,9 @@ class SensorConfig:
     #: snaplen 1024 (one slot per frame), 0.1 s of a 7k SYN/s flood seen on two interfaces.
     capture_buffer: int = 32 * 1024 * 1024
     probe: bool = False
+    #: --no-probe: no active probing at all; --dry-run: log the probes, send none.
+    no_probe: bool = False
+    dry_run: bool = False
     handshake_timeout: float = 75.0
     max_flows: int = 262_144
     plugins_allow: list[str] = field(default_factory=list)
@@ -182,6 +185,8 @@ def load(args: Any) -> SensorConfig:
     elif cfg.read is None and cfg.spool_dir is None:
         cfg.spool_dir = default_spool_dir()
     cfg.probe = args.probe
+    cfg.no_probe = bool(getattr(args, "no_probe", False))
+    cfg.dry_run = bool(getattr(args, "dry_run", False))
     if os.environ.get("NG_TOKEN"):
         cfg.token = os.environ["NG_TOKEN"].strip()
     for key in ("tls_ca", "tls_cert", "tls_key"):

@@ -31,6 +31,11 @@ class PluginContext:
     #: direction(client, server) -> wire_pb2.Direction value, from --local-networks.
     direction: Callable[[str, str], int]
     counters: dict[str, int] = field(default_factory=dict)
+    #: --dry-run: a probing plugin logs the probes it would send and sends none.
+    dry_run: bool = False
+    #: The sensor's own addresses (those of the captured interfaces; empty in a replay), so a
+    #: plugin can leave its own traffic out (``ng_bpf_exclude``).
+    own_addresses: list[str] = field(default_factory=list)
     #: The plugin's own state, kept for the life of this sensor (module globals would be shared
     #: by every sensor in one process).
     state: dict[str, Any] = field(default_factory=dict)

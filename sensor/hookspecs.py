@@ -45,6 +45,17 @@ def ng_bpf_filter(ctx: PluginContext) -> str | None:
 
 
 @hookspec
+def ng_bpf_exclude(ctx: PluginContext) -> str | None:
+    """Return a BPF fragment for packets of this plugin's own making, or None.
+
+    Called once at start, after :func:`ng_bpf_filter`. What matches any plugin's fragment is
+    dropped by the kernel before any plugin or the handshake tracker sees it: the traceroute
+    plugin leaves out its probes and the answers to them this way, so they never count as
+    connections. Live capture only (``ctx.own_addresses`` is empty in a replay).
+    """
+
+
+@hookspec
 def ng_packet(ctx: PluginContext, segment: TcpSegment) -> None:
     """Called for every decoded TCP segment that passed the filter, in capture order.
 

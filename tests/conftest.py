@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "tests" / "pcaps"
 BIN = Path(sys.executable).parent
 
+# Safety: a sensor started by the test suite (in this process or a child) never probes from the
+# network namespace the tests run in, only from namespaces a test or the lab created.
+os.environ["NG_PROBE_NOT_IN_NETNS"] = str(os.stat("/proc/self/ns/net").st_ino)
+
 
 def tool(name: str) -> str:
     return str(BIN / name)
