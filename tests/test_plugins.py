@@ -60,9 +60,10 @@ SENSOR = SensorInfo(id="t", site="lab", epoch="e1")
 def _clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NG_PLUGINS_ALLOW", "NG_PLUGIN_TRACE"):
         monkeypatch.delenv(name, raising=False)
-    # The host is tested with the handshake plugin as its one built-in; the quality and dpi
-    # plugins have tests of their own (tests/test_quality_*.py, tests/test_dpi_*.py).
-    monkeypatch.setenv("NG_PLUGINS_BLOCK", "quality,dpi")
+    # The host is tested with the handshake plugin as its one built-in; the quality, dpi and
+    # traceroute plugins have tests of their own (tests/test_quality_*.py, tests/test_dpi_*.py,
+    # tests/test_traceroute_*.py).
+    monkeypatch.setenv("NG_PLUGINS_BLOCK", "quality,dpi,traceroute")
 
 
 # --- test plugins -----------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_builtin_handshake_plugin_registers_collector_hooks_in_the_collector_hos
 
 
 def test_block_list_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NG_PLUGINS_BLOCK", "handshake")
+    monkeypatch.setenv("NG_PLUGINS_BLOCK", "handshake,traceroute")
     host = pluginhost.create("net_gazer.sensor", hookspecs)
     assert "handshake" not in host.infos
     assert host.implemented_by("ng_handshake") == []
