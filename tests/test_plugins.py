@@ -60,8 +60,8 @@ SENSOR = SensorInfo(id="t", site="lab", epoch="e1")
 def _clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NG_PLUGINS_ALLOW", "NG_PLUGIN_TRACE"):
         monkeypatch.delenv(name, raising=False)
-    # The host is tested with the handshake plugin as its one built-in; the quality, dpi and
-    # udp and traceroute plugins have tests of their own (tests/test_quality_*.py, test_dpi.py,
+    # The host is tested with the handshake plugin as its one built-in; the quality, dpi, udp
+    # and traceroute plugins have tests of their own (tests/test_quality_*.py, test_dpi.py,
     # test_udp*.py, test_traceroute_*.py).
     monkeypatch.setenv("NG_PLUGINS_BLOCK", "quality,dpi,udp,traceroute")
 
