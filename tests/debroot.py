@@ -17,8 +17,9 @@ from pathlib import Path
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-# The sensor package's Depends (deploy/debian/control) plus nothing else.
-INCLUDE = ("python3", "libpcap0.8", "adduser")
+# The sensor package's Depends (deploy/debian/control), and systemd, which a gateway runs
+# (systemd-analyze verify checks the unit against this root).
+INCLUDE = ("python3", "libpcap0.8", "adduser", "procps", "systemd")
 CACHE = Path(os.environ.get("NG_DEBROOT_CACHE", "/var/cache/net-gazer-test"))
 
 
