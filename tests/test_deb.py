@@ -27,7 +27,8 @@ from debroot import fresh_root
 
 from net_gazer.collector.auth import token_digest
 
-pytestmark = pytest.mark.root
+# The first test builds the package (a venv from PyPI, pypcap compiled): minutes on 2 CPUs.
+pytestmark = [pytest.mark.root, pytest.mark.timeout(1800)]
 
 UNIT = "net-gazer-sensor.service"
 TOKEN = "deb-sensor-token-0123456789abcdef"

@@ -8,5 +8,5 @@ src=${1:?usage: build-wheels.sh SRC OUT [PYTHON]}
 out=${2:?usage: build-wheels.sh SRC OUT [PYTHON]}
 python=${3:-python3}
 mkdir -p "$out"
-"$python" -m pip --disable-pip-version-check --no-cache-dir wheel --wheel-dir "$out" \
+"$python" -m pip --disable-pip-version-check wheel --wheel-dir "$out" \
     "$src[collector]"
