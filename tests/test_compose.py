@@ -127,15 +127,16 @@ def test_the_stacks_command_line_takes_a_sensors_delivery(
     collector = cfg["services"]["collector"]
     # The secrets as the stack mounts them, from this test's files.
     mounts = {f"/run/secrets/{name}": certs / name for name in collector["secrets"]}
-    command: list[str] = []
-    for arg in collector["command"]:
+    def as_on_this_host(arg: str) -> str:
         if arg in mounts:
-            arg = str(mounts[arg])
-        elif arg == "redis://falkordb:6379":
-            arg = falkordb_url  # the external FalkorDB, as --graph-url
-        elif re.fullmatch(r"0\.0\.0\.0:\d+", arg):
-            arg = "0.0.0.0:0"  # the same wildcard listener, on a free port
-        command.append(arg)
+            return str(mounts[arg])
+        if arg == "redis://falkordb:6379":
+            return falkordb_url  # the external FalkorDB, as --graph-url
+        if re.fullmatch(r"0\.0\.0\.0:\d+", arg):
+            return "0.0.0.0:0"  # the same wildcard listener, on a free port
+        return arg
+
+    command = [as_on_this_host(arg) for arg in collector["command"]]
     assert command.count("0.0.0.0:0") == 2
     c = collector_factory(*command, "--graph", graph_name).start(
         program=[str(image_venv / "bin" / "net-gazer-collector")]

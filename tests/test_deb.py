@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PCAPS, ROOT, connects, expected
+from conftest import PCAPS, ROOT, connects, expected, tool
 from debroot import fresh_root
 
 from net_gazer.collector.auth import token_digest
@@ -198,7 +198,7 @@ def test_install_into_a_clean_debian_12(
         assert probe.returncode != 0, module
 
 
-def test_systemd_analyze_verifies_both_units(debian_root: Path, tmp_path: Path) -> None:
+def test_systemd_analyze_verifies_both_units(debian_root: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd is installed on Debian 12"
     # Against the Debian root: the unit's ExecStart is the package's /usr/bin/net-gazer-sensor.
@@ -207,16 +207,21 @@ def test_systemd_analyze_verifies_both_units(debian_root: Path, tmp_path: Path) 
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert sensor.returncode == 0, sensor.stderr
-    # The collector's unit, in a root where net-gazer-collector is where the unit expects it.
-    croot = tmp_path / "croot"
-    (croot / "usr/bin").mkdir(parents=True)
-    (croot / "lib/systemd/system").mkdir(parents=True)
-    shutil.copy(shutil.which("net-gazer-collector") or "", croot / "usr/bin/net-gazer-collector")
-    shutil.copy(ROOT / "deploy/net-gazer-collector.service", croot / "lib/systemd/system")
-    collector = subprocess.run(
-        [analyze, "verify", f"--root={croot}", "/lib/systemd/system/net-gazer-collector.service"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    # The collector's unit, against the same root with net-gazer-collector where the unit expects
+    # it (this tree's; the check is that the unit file is sound), both taken out again after.
+    added = [debian_root / "usr/bin/net-gazer-collector",
+             debian_root / "lib/systemd/system/net-gazer-collector.service"]  # fmt: skip
+    shutil.copy(tool("net-gazer-collector"), added[0])
+    shutil.copy(ROOT / "deploy/net-gazer-collector.service", added[1])
+    try:
+        collector = subprocess.run(
+            [analyze, "verify", f"--root={debian_root}",
+             "/lib/systemd/system/net-gazer-collector.service"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        for path in added:
+            path.unlink()
     assert collector.returncode == 0, collector.stderr
 
 
