@@ -127,6 +127,7 @@ def test_the_stacks_command_line_takes_a_sensors_delivery(
     collector = cfg["services"]["collector"]
     # The secrets as the stack mounts them, from this test's files.
     mounts = {f"/run/secrets/{name}": certs / name for name in collector["secrets"]}
+
     def as_on_this_host(arg: str) -> str:
         if arg in mounts:
             return str(mounts[arg])
