@@ -54,7 +54,9 @@ def test_local_stack_validates_and_is_the_only_insecure_file() -> None:
     insecure = [
         str(p.relative_to(ROOT))
         for p in [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy").iterdir())]
-        if p.is_file() and re.search(r"^\s*[^#\s].*--insecure", p.read_text(errors="ignore"), re.M)
+        if p.is_file()
+        and p.suffix != ".md"
+        and re.search(r"^\s*[^#\s].*--insecure", p.read_text(errors="ignore"), re.M)
     ]
     assert insecure == ["deploy/docker-compose.local.yml"]
     local = compose_config("deploy/docker-compose.local.yml")
@@ -126,7 +128,14 @@ def test_the_stacks_command_line_takes_a_sensors_delivery(
     cfg = compose_config("docker-compose.yml")
     collector = cfg["services"]["collector"]
     # The secrets as the stack mounts them, from this test's files.
-    mounts = {f"/run/secrets/{name}": certs / name for name in collector["secrets"]}
+    # The secrets as the stack mounts them (/run/secrets/TARGET), each from this test's file of
+    # the name the stack's secret points at.
+    mounts = {}
+    for entry in collector["secrets"]:
+        name = entry if isinstance(entry, str) else entry["source"]
+        target = name if isinstance(entry, str) else entry.get("target", name)
+        mounts[f"/run/secrets/{target}"] = certs / Path(cfg["secrets"][name]["file"]).name
+    assert len(mounts) == 3 and all(path.exists() for path in mounts.values()), mounts
 
     def as_on_this_host(arg: str) -> str:
         if arg in mounts:
