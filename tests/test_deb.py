@@ -1,4 +1,4 @@
-"""The sensor's Debian package, built by `make deb`'s script and installed with apt into a fresh
+"""The sensor's Debian package, built by `make deb` and installed with apt into a fresh
 Debian 12 root (debootstrap, cached by tests/debroot.py), under `unshare --net` and with a
 policy-rc.d that starts nothing. Inside the root: the files, the user, the unit; the installed
 command runs; a replay with exactly the unit's user and capabilities (setpriv) reaches a collector
@@ -95,13 +95,13 @@ def unit_settings(text: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make deb`'s script, run into a directory of the test's (NG_TEST_DEB: a .deb built
+    """`make deb`, into a directory of the test's (NG_TEST_DEB: a .deb built
     already, to iterate on the tests)."""
     if os.environ.get("NG_TEST_DEB"):
         return Path(os.environ["NG_TEST_DEB"])
     out = tmp_path_factory.mktemp("deb")
     result = subprocess.run(
-        [str(ROOT / "deploy" / "build-deb.sh"), str(out)],
+        ["make", "-C", str(ROOT), "deb", f"DEB_DIR={out}"],
         capture_output=True, text=True, timeout=1200, check=False, cwd=ROOT,
         env={**os.environ, "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
     )  # fmt: skip
