@@ -22,10 +22,12 @@ IFACE ?=
 # Debian packages: libpcap for pypcap, tshark/tcpdump for test references, iproute2/ethtool/
 # iptables for the namespace lab, traceroute/scamper as reference tracers, procps for ps/sysctl,
 # docker-compose to validate docker-compose.yml (no engine needed), util-linux for setpriv.
+# `make deb` and its test: debhelper, python3-dev/-venv (the package's venv), lintian, debootstrap.
 APT_PACKAGES := libpcap-dev tshark tcpdump iproute2 ethtool iptables traceroute scamper procps \
 	docker-compose util-linux
+APT_PACKAGES += debhelper dpkg-dev fakeroot python3-dev python3-venv lintian debootstrap
 
-.PHONY: help deps apt-deps venv proto docs lint typecheck test run bench fuzz certs clean distclean
+.PHONY: help deps apt-deps venv proto docs lint typecheck test run bench fuzz certs deb clean distclean
 
 help: ## Show this list of targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -113,6 +115,11 @@ CERTS_DIR ?= certs
 SENSORS ?=
 certs: ## Make a small CA: collector and sensor certificates in ./certs (SENSORS="id ...").
 	scripts/make-certs.sh $(CERTS_DIR) $(SENSORS)
+
+# The sensor's .deb (recipe in deploy/debian, built in build/deb with Debian's /usr/bin/python3).
+DEB_DIR ?= dist
+deb: apt-deps ## Build the sensor's Debian package into dist/ (deploy/README.md).
+	deploy/build-deb.sh $(DEB_DIR)
 
 clean: ## Remove .run, .typecheck, build artefacts and caches (keeps the venv).
 	rm -rf .run .typecheck build dist ./*.egg-info .pytest_cache .mypy_cache .ruff_cache \

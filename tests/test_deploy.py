@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -88,3 +92,34 @@ def test_every_example_key_is_known() -> None:
     data = tomllib.loads((ROOT / "deploy" / "net-gazer.toml").read_text())
     # _apply_file rejects unknown keys; the example must not carry any.
     sensor_config._apply_file(sensor_config.SensorConfig(), data, "example")
+
+
+def accepted_top_level_keys() -> set[str]:
+    """The `known` set of sensor.config._apply_file, read from its source."""
+    tree = ast.parse(inspect.getsource(sensor_config._apply_file))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "known":
+            return {ast.literal_eval(e) for e in node.value.elts}  # type: ignore[attr-defined]
+    raise AssertionError("_apply_file has no `known` set")
+
+
+def test_every_sensor_key_is_in_the_example_and_each_commented_one_is_valid(
+    tmp_path: Path,
+) -> None:
+    """The conffile documents every key: with every commented ``#key = value`` and ``#[table]``
+    line uncommented it is still valid TOML in the right tables, the sensor accepts it, and it
+    holds every top-level key the sensor accepts."""
+    text = (ROOT / "deploy" / "net-gazer.toml").read_text()
+    uncommented = re.sub(r"(?m)^#(\[\[?[a-z_.]+\]\]?|[a-z_]+ = .*)$", r"\1", text)
+    data = tomllib.loads(uncommented)
+    (tmp_path / "token").write_text("example-token-0123456789abcdef\n")
+    data["token_file"] = str(tmp_path / "token")  # the example's path exists only on a gateway
+    sensor_config._apply_file(sensor_config.SensorConfig(), data, "example")
+    known = accepted_top_level_keys()
+    assert len(known) > 10
+    assert known == set(data), sorted(known ^ set(data))
+    assert {"ca", "cert", "key", "server_name"} <= set(data["tls"])
+    assert {"spool_dir", "max_envelopes", "max_bytes"} <= set(data["buffer"])
+    assert {"name", "role"} <= set(data["interface"][0])
+    # As shipped, no collector is named: the package starts the service only once one is.
+    assert "collector" not in tomllib.loads(text)
