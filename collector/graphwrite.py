@@ -8,6 +8,7 @@ A batch from a sensor is applied as ONE graph query together with the sensor's d
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,8 @@ class GraphWrite:
     never pasted into the text: everything goes through parameters.
 
     ``edges`` names the ``CONNECTS`` edges the fragment merges, as ``(client, server, dport,
-    ts)``: the store makes sure they exist before the batch query. A relationship MERGE in
+    ts)`` for TCP or ``(client, server, dport, ts, proto)``: the store makes sure they exist
+    before the batch query (``proto`` is part of the edge's key). A relationship MERGE in
     FalkorDB (4.16) does not see a relationship that an earlier clause of the same query
     created, so two fragments merging one new edge in one query would make two edges.
     """
@@ -35,7 +37,9 @@ class GraphWrite:
     hosts: list[tuple[str, float]] = field(default_factory=list)
     #: The collector plugin that returned this write (set by the host, not by plugins).
     plugin: str = field(default="", compare=False)
-    edges: list[tuple[str, str, int, float]] = field(default_factory=list)
+    edges: Sequence[tuple[str, str, int, float] | tuple[str, str, int, float, str]] = field(
+        default_factory=list
+    )
 
     def bind(self, name: str) -> str:
         """The fragment with ``$rows`` renamed to ``$<name>``."""

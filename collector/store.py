@@ -85,10 +85,24 @@ FOREACH (k IN $edges |
   MERGE (v:Host {scope: k.s.scope, ip: k.s.ip})
   ON CREATE SET v.first_seen = k.s.ts, v.last_seen = k.s.ts, v.family = k.s.family,
     v.private = k.s.private
-  MERGE (c)-[e:CONNECTS {sensor: $sid, dport: k.dport}]->(v)
+  MERGE (c)-[e:CONNECTS {sensor: $sid, dport: k.dport, proto: k.proto}]->(v)
   ON CREATE SET e.first_seen = k.c.ts, e.last_seen = k.c.ts
 )
 """
+
+#: ``proto`` became part of the CONNECTS key (with the udp plugin): edges written before carry
+#: no ``proto`` (an edge made by EDGES_CYPHER) or ``'tcp'``, and every one of them is TCP. The
+#: migration is idempotent, so two collectors starting at once both running it do no harm; the
+#: ``Schema`` node records that it ran, so later starts skip the scan.
+SCHEMA_VERSION = 2
+MIGRATIONS: dict[int, str] = {
+    2: "MATCH ()-[e:CONNECTS]->() WHERE e.proto IS NULL SET e.proto = 'tcp' RETURN count(e)",
+}
+SCHEMA_CYPHER = "MATCH (x:Schema {id: 'net_gazer'}) RETURN x.version"
+SCHEMA_SET_CYPHER = (
+    "MERGE (x:Schema {id: 'net_gazer'}) SET x.version = CASE WHEN x.version IS NULL OR "
+    "x.version < $version THEN $version ELSE x.version END, x.migrated_at = $now"
+)
 
 HELLO_CYPHER = """
 MERGE (s:Sensor {id: $sid})
@@ -213,7 +227,7 @@ class GraphStore:
         self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
         self._host_written: dict[tuple[str, str], float] = {}
         self._addresses: set[str] = set()
-        self._edges_made: set[tuple[str, str, str, int]] = set()
+        self._edges_made: set[tuple[str, str, str, int, str]] = set()
 
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
@@ -253,6 +267,25 @@ class GraphStore:
             except redis.exceptions.ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise
+        await self.migrate()
+
+    async def migrate(self) -> int:
+        """Bring the graph to SCHEMA_VERSION (see MIGRATIONS); returns the edges changed."""
+        res = await self.graph.query(SCHEMA_CYPHER)
+        version = int(res.result_set[0][0] or 1) if res.result_set else 1
+        changed = 0
+        for target in sorted(MIGRATIONS):
+            if version < target:
+                out = await self.graph.query(MIGRATIONS[target])
+                changed += int(out.result_set[0][0]) if out.result_set else 0
+        if version < SCHEMA_VERSION:
+            await self.graph.query(
+                with_params(SCHEMA_SET_CYPHER, {"version": SCHEMA_VERSION, "now": time.time()})
+            )
+            if changed:
+                log.info("graph %s migrated to schema %d: %d edges changed", self.graph_name,
+                         SCHEMA_VERSION, changed)  # fmt: skip
+        return changed
 
     # -- delivery ---------------------------------------------------------------------------
     async def hello(self, sensor: SensorInfo, hello: wire_pb2.Hello) -> int:
@@ -346,10 +379,12 @@ class GraphStore:
     async def _ensure_edges(self, sensor: SensorInfo, writes: list[GraphWrite]) -> None:
         """Create the CONNECTS edges (and their hosts) that the writes name and that this
         collector has not made or seen yet (see EDGES_CYPHER)."""
-        edges: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+        edges: dict[tuple[str, str, str, int, str], dict[str, Any]] = {}
         for w in writes:
-            for client, server, dport, ts in w.edges:
-                key = (sensor.id, client, server, dport)
+            for edge in w.edges:
+                client, server, dport, ts = edge[:4]
+                proto = str(edge[4]) if len(edge) > 4 else "tcp"
+                key = (sensor.id, client, server, dport, proto)
                 if key in self._edges_made or key in edges:
                     continue
                 when = ts if math.isfinite(ts) else 0.0
@@ -362,7 +397,7 @@ class GraphStore:
                     continue
                 for row in (c, s):
                     del row["props"]
-                edges[key] = {"c": c, "s": s, "dport": dport}
+                edges[key] = {"c": c, "s": s, "dport": dport, "proto": proto}
         if not edges:
             return
         await self.graph.query(

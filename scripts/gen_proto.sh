@@ -13,3 +13,4 @@ cd "$here/proto"
   net_gazer/v1/wire.proto
 "$py" -m grpc_tools.protoc -I. --python_out="$out" --mypy_out="$out" net_gazer/v1/quality.proto
 "$py" -m grpc_tools.protoc -I. --python_out="$out" --mypy_out="$out" net_gazer/v1/traceroute.proto
+"$py" -m grpc_tools.protoc -I. --python_out="$out" --mypy_out="$out" net_gazer/v1/udp.proto

@@ -7,6 +7,7 @@ import logging
 
 from net_gazer import pluginhost
 from net_gazer.errors import UserError
+from net_gazer.jsonlog import JsonLog
 from net_gazer.netaddr import (
     PRIVATE_NETWORKS,
     NetworkSet,
@@ -22,6 +23,7 @@ from net_gazer.sensor.capture import Handle, bpf_union, exclusion_for
 from net_gazer.sensor.config import Interface, SensorConfig
 from net_gazer.sensor.context import PluginContext
 from net_gazer.sensor.direction import Direction
+from net_gazer.sensor.events import SensorEvents
 from net_gazer.sensor.handshake import HandshakeTracker, TrackerConfig
 from net_gazer.sensor.pipeline import Sensor
 from net_gazer.sensor.spool import Spool
@@ -71,6 +73,8 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
         direction=Direction(local),
         own_addresses=hosts(addrs),
     )
+    if cfg.json_log is not None:  # opened while still privileged, like the captures
+        sensor.events = SensorEvents(JsonLog(cfg.json_log), cfg.sensor_id)
     for name in host.infos:
         sensor.contexts[name] = PluginContext(
             name=name,

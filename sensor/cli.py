@@ -99,6 +99,12 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--no-spool", action="store_true", help="keep unacknowledged batches in memory only"
     )
+    out.add_argument(
+        "--json-log",
+        metavar="FILE",
+        help="also write one JSON object per line to FILE for each handshake verdict, UDP and "
+        "quality summary and host name (reopened after rotation and on SIGHUP); docs/events.md",
+    )
     sec = p.add_argument_group(
         "authentication (see scripts/make-certs.sh and scripts/make-token.sh)"
     )

@@ -76,6 +76,8 @@ class SensorConfig:
     plugin_budget: float = 0.25
     #: Payload inspection (the dpi plugin); --no-dpi or ``dpi = false`` keeps it from loading.
     dpi: bool = True
+    #: The JSON event log (--json-log, ``json_log``): one JSON object per line; None: none.
+    json_log: Path | None = None
     #: Settings given by flags, which a reload (SIGHUP) must not override with the file's.
     pinned: set[str] = field(default_factory=set)
     #: The user a sensor started as root becomes after opening its sockets ("" = net-gazer if
@@ -198,6 +200,8 @@ def load(args: Any) -> SensorConfig:
         cfg.user = args.user
     if getattr(args, "no_dpi", False):
         cfg.dpi = False
+    if getattr(args, "json_log", None):
+        cfg.json_log = Path(args.json_log)
     return _validate(cfg)
 
 
@@ -223,7 +227,7 @@ def _read_token(path: Path) -> str:
 def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
     known = {"sensor_id", "site", "collector", "local_networks", "flush_interval", "ack_timeout",
              "snaplen", "capture_buffer", "interface", "buffer", "plugins", "tracker", "tls",
-             "token_file", "user", "dpi"}  # fmt: skip
+             "token_file", "user", "dpi", "json_log"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
@@ -237,6 +241,8 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
             setattr(cfg, key, float(_typed(data, key, (int, float), where)))
     if "dpi" in data:
         cfg.dpi = _typed(data, "dpi", bool, where)
+    if "json_log" in data:
+        cfg.json_log = Path(_typed(data, "json_log", str, where)) or None
     if "snaplen" in data:
         cfg.snaplen = _typed(data, "snaplen", int, where)
     if "capture_buffer" in data:

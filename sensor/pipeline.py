@@ -19,6 +19,7 @@ from net_gazer.sensor.config import SensorConfig
 from net_gazer.sensor.context import PluginContext
 from net_gazer.sensor.decode import decode
 from net_gazer.sensor.direction import Direction
+from net_gazer.sensor.events import SensorEvents
 from net_gazer.sensor.handshake import HandshakeTracker
 from net_gazer.sensor.packet import DecodeError
 from net_gazer.sensor.transport import Outbox
@@ -66,6 +67,8 @@ class Sensor:
     batch: wire_pb2.Batch = field(default_factory=wire_pb2.Batch)
     #: Capture time of the newest frame processed.
     now: float = 0.0
+    #: The JSON event log (--json-log), or None.
+    events: SensorEvents | None = None
 
     def ctx(self, name: str) -> PluginContext:
         return self.contexts[name]
@@ -74,6 +77,8 @@ class Sensor:
         """A plugin's message into the current batch: a ``HandshakeRow`` as such, anything else
         as an ``Extension`` tagged with the plugin's name."""
         batch = self.batch
+        if self.events is not None and isinstance(message, Message):
+            self.events.message(plugin, message)
         if isinstance(message, wire_pb2.HandshakeRow):
             batch.handshakes.append(message)
         elif isinstance(message, Message):
@@ -97,6 +102,7 @@ class Sensor:
         datagram_hook = self.host.implementations("ng_datagram")
         safecall = self.host.safecall
         ctx = self.ctx
+        events = self.events
         for raw_ts, buf in frames:
             counters.packets += 1
             try:
@@ -115,6 +121,8 @@ class Sensor:
             for event in feed(seg):
                 counters.events += 1
                 safecall("ng_handshake", ctx=ctx, event=event)
+                if events is not None:
+                    events.verdict(event, self.direction(event.client, event.server))
         if frames:
             self.now = max(self.now, frames[-1][0] + offset)
 
@@ -132,11 +140,16 @@ class Sensor:
         """Expire attempts (all of them with ``close``), let plugins emit, and cut a batch if
         there is anything in it."""
         events = self.tracker.close(now) if close else self.tracker.expire(now)
+        log = self.events
         for event in events:
             self.counters.events += 1
             self.host.safecall("ng_handshake", ctx=self.ctx, event=event)
+            if log is not None:
+                log.verdict(event, self.direction(event.client, event.server))
         self.host.safecall("ng_tick", ctx=self.ctx, now=now, final=final)
         self.cut()
+        if log is not None:
+            log.interval()
 
     def cut(self) -> None:
         """The current batch, with the counters, into the outbox (nothing when it is empty)."""
@@ -163,6 +176,8 @@ class Sensor:
             recv, drop, ifdrop = recv + r, drop + d, ifdrop + i
         out.update(pcap_received=recv, pcap_dropped=drop, pcap_ifdropped=ifdrop)
         out.update(outbox_dropped_envelopes=self.outbox.stats.dropped_envelopes)
+        if self.events is not None:
+            out.update(self.events.counters())
         for info in self.host.plugins():
             out[f"plugin_{info.name}_errors"] = info.errors
             out[f"plugin_{info.name}_overruns"] = info.overruns

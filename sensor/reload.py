@@ -1,4 +1,5 @@
-"""SIGHUP: plugin settings, budgets and prefix lists from the configuration file again.
+"""SIGHUP: the JSON event log reopened; plugin settings, budgets and prefix lists from the
+configuration file again.
 
 Interfaces and the collector need a restart. A bad file changes nothing.
 """
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 def reload(sensor: Sensor) -> None:
     cfg = sensor.cfg
+    if sensor.events is not None:
+        sensor.events.log.reopen()  # logrotate's postrotate sends SIGHUP
     if cfg.config_file is None:
         log.warning("SIGHUP: no configuration file to reload")
         return

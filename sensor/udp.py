@@ -20,6 +20,7 @@ from .decode import (
     ETH_P_IP,
     ETH_P_IPV6,
     ETH_TYPE_OFF,
+    IFACE_SHIFT,
     IPPROTO_AH,
     IPPROTO_FRAGMENT,
     IPV4_MIN_HLEN,
@@ -28,8 +29,11 @@ from .decode import (
     IPV6_FRAG_OFFMASK,
     IPV6_HLEN,
     NULL_HLEN,
+    PACKET_OUTGOING,
     SLL2_HLEN,
+    SLL2_IFINDEX_OFF,
     SLL_HLEN,
+    SLL_OUTGOING_BIT,
     SLL_PROTO_OFF,
     VLAN_TAG_LEN,
     VLAN_TPIDS,
@@ -76,10 +80,17 @@ def decode_udp(linktype: int, ts: float, buf: bytes, iface: int = 0) -> UdpDatag
             if n < SLL2_HLEN:
                 raise DecodeError("truncated Linux SLL2 header")
             etype, off = buf[0] << 8 | buf[1], SLL2_HLEN
+            # The interface refines the capture index, as decode() does for TCP, so the copies
+            # of one datagram on two interfaces of a ``-i any`` capture can be told apart.
+            iface = (iface << IFACE_SHIFT) | int.from_bytes(
+                buf[SLL2_IFINDEX_OFF : SLL2_IFINDEX_OFF + 4], "big"
+            )
         elif linktype == DLT_LINUX_SLL:
             if n < SLL_HLEN:
                 raise DecodeError("truncated Linux SLL header")
             etype, off = buf[SLL_PROTO_OFF] << 8 | buf[SLL_PROTO_OFF + 1], SLL_HLEN
+            outgoing = (buf[0] << 8 | buf[1]) == PACKET_OUTGOING
+            iface = (iface << IFACE_SHIFT) | (SLL_OUTGOING_BIT if outgoing else 0)
         else:  # raw IP of either family, or of one
             if n == 0:
                 raise DecodeError("empty raw IP packet")

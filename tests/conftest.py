@@ -67,8 +67,11 @@ def graph_query(
         db.connection.close()
 
 
-def connects(url: str, graph: str) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """All CONNECTS edges, keyed by (client, server, dport)."""
+def connects(
+    url: str, graph: str, proto: str = "tcp"
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """All CONNECTS edges of ``proto``, keyed by (client, server, dport). The fixtures' UDP
+    (DNS queries among the TCP) makes ``proto: "udp"`` edges of the udp plugin besides."""
     fields = (
         "count", "attempts", "refused", "unanswered", "abandoned", "evicted", "syn_retransmits",
         "rtt_ms_min", "rtt_ms_max", "rtt_samples", "client_rtt_ms_min", "client_rtt_ms_max",
@@ -77,8 +80,9 @@ def connects(url: str, graph: str) -> dict[tuple[str, str, int], dict[str, Any]]
     rows = graph_query(
         url,
         graph,
-        "MATCH (c:Host)-[e:CONNECTS]->(s:Host) RETURN c.ip, s.ip, e.dport, "
+        "MATCH (c:Host)-[e:CONNECTS]->(s:Host) WHERE e.proto = $proto RETURN c.ip, s.ip, e.dport, "
         + ", ".join(f"e.{f}" for f in fields),
+        {"proto": proto},
     )
     out: dict[tuple[str, str, int], dict[str, Any]] = {}
     for row in rows:

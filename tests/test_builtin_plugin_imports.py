@@ -29,7 +29,7 @@ def imports(path: Path) -> list[tuple[str, int]]:
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p for name in ("quality", "dpi") for p in (PLUGINS / name).glob("*.py")),
+    "path", sorted(p for name in ("quality", "dpi", "udp") for p in (PLUGINS / name).glob("*.py")),
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )  # fmt: skip
 def test_plugin_modules_import_only_the_public_api(path: Path) -> None:
@@ -54,7 +54,7 @@ def test_plugin_modules_import_only_the_public_api(path: Path) -> None:
 def test_each_process_loads_only_its_own_halves() -> None:
     check = """
 import sys
-import net_gazer.plugins.quality.{half}, net_gazer.plugins.dpi.{half}
+import net_gazer.plugins.quality.{half}, net_gazer.plugins.dpi.{half}, net_gazer.plugins.udp.{half}
 other = "net_gazer.{other}"
 loaded = sorted(m for m in sys.modules if m == other or m.startswith(other + "."))
 assert not loaded, loaded

@@ -46,7 +46,10 @@ def test_example_sensor_config_loads_and_matches_the_defaults() -> None:
     from net_gazer.plugins.handshake.sensor import MAX_UNVERIFIED_ROWS
     from net_gazer.plugins.quality.flows import TableConfig
 
-    quality = TableConfig()
+    from net_gazer.plugins.udp.flows import TableConfig as UdpTableConfig
+    from net_gazer.plugins.udp.sensor import MAX_UNANSWERED_ROWS
+
+    quality, udp = TableConfig(), UdpTableConfig()
     assert cfg.plugin_config == {
         "handshake": {"max_unverified_rows": MAX_UNVERIFIED_ROWS},
         "quality": {
@@ -54,6 +57,15 @@ def test_example_sensor_config_loads_and_matches_the_defaults() -> None:
             "max_flows": quality.max_flows,
             "linger": quality.linger,
             "idle_timeout": quality.idle_timeout,
+        },
+        "udp": {
+            "min_client_port": udp.rules.min_client_port,
+            "max_server_port": udp.rules.max_server_port,
+            "sample_rate": udp.sample_rate,
+            "max_flows": udp.max_flows,
+            "idle_timeout": udp.idle_timeout,
+            "max_unanswered_rows": MAX_UNANSWERED_ROWS,
+            "trace": False,
         },
     }
     assert (cfg.snaplen, cfg.dpi) == (defaults.snaplen, defaults.dpi)

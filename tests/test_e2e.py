@@ -25,6 +25,15 @@ PRIVATE_RANGES = (
 )  # fmt: skip
 
 
+#: The UDP noise of handshakes.pcap (tests/pcaps/make_pcaps.py, make_handshakes): a DNS query
+#: and its answer, and an IPv6 query without one; 12-byte payloads. The udp plugin makes them
+#: ``proto: "udp"`` edges: (packets_c2s, packets_s2c, bytes_c2s, bytes_s2c, answered).
+HANDSHAKES_UDP = {
+    ("192.168.1.10", "10.0.0.53", 53): (1, 1, 12, 12, True),
+    ("2001:db8:1::10", "2001:db8:2::53", 53): (1, 0, 12, 0, False),
+}
+
+
 def _expected_edges(name: str) -> list[dict[str, Any]]:
     data = expected(name)
     return data["connections"] if isinstance(data, dict) else data
@@ -168,6 +177,7 @@ def test_hosts_scopes_and_directions(
     )
     edges = _expected_edges("handshakes.expected.json")
     want_hosts = {e["client"] for e in edges} | {e["server"] for e in edges}
+    want_hosts |= {ip for c, s, _ in HANDSHAKES_UDP for ip in (c, s)}
     # Host keys are unique per (scope, ip), and every endpoint of an edge is one.
     assert sorted(r[0] for r in rows) == sorted(want_hosts)
     for ip, scope, family, private in rows:
@@ -184,6 +194,13 @@ def test_hosts_scopes_and_directions(
         c, s = is_local(e["client"]), is_local(e["server"])
         want = "internal" if c and s else "outgoing" if c else "incoming" if s else "transit"
         assert got[(e["client"], e["server"], e["dport"])]["direction"] == want, e
+    udp = graph_query(
+        falkordb_url,
+        graph_name,
+        "MATCH (c:Host)-[e:CONNECTS {proto: 'udp'}]->(s:Host) RETURN c.ip, s.ip, e.dport, "
+        "e.packets_c2s, e.packets_s2c, e.bytes_c2s, e.bytes_s2c, e.answered",
+    )
+    assert {(c, s, p): tuple(rest) for c, s, p, *rest in udp} == HANDSHAKES_UDP
 
 
 def test_replaying_twice_counts_twice_with_new_epoch(
@@ -219,8 +236,11 @@ def test_api_connections_answers_what_the_fixture_defines(collector: Collector) 
         (e["client"], e["server"], e["dport"]): e
         for e in _expected_edges("handshakes.expected.json")
     }
-    got = {(r["client"], r["server"], r["dport"]): r for r in body["connections"]}
-    assert body["count"] == len(want) and set(got) == set(want)
+    rows = body["connections"]
+    got = {(r["client"], r["server"], r["dport"]): r for r in rows if r["proto"] == "tcp"}
+    udp = {(r["client"], r["server"], r["dport"]) for r in rows if r["proto"] == "udp"}
+    assert body["count"] == len(want) + len(HANDSHAKES_UDP) and set(got) == set(want)
+    assert udp == set(HANDSHAKES_UDP)
     for key, e in want.items():
         row = got[key]
         assert row["sensor"] == "api" and row["proto"] == "tcp"

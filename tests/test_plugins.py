@@ -60,9 +60,9 @@ SENSOR = SensorInfo(id="t", site="lab", epoch="e1")
 def _clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NG_PLUGINS_ALLOW", "NG_PLUGIN_TRACE"):
         monkeypatch.delenv(name, raising=False)
-    # The host is tested with the handshake plugin as its one built-in; the quality and dpi
-    # plugins have tests of their own (tests/test_quality_*.py, tests/test_dpi_*.py).
-    monkeypatch.setenv("NG_PLUGINS_BLOCK", "quality,dpi")
+    # The host is tested with the handshake plugin as its one built-in; the quality, dpi and
+    # udp plugins have tests of their own (tests/test_quality_*.py, test_dpi.py, test_udp*.py).
+    monkeypatch.setenv("NG_PLUGINS_BLOCK", "quality,dpi,udp")
 
 
 # --- test plugins -----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ GENERATED = (
     "wire_pb2_grpc.pyi",
     "quality_pb2.py",
     "quality_pb2.pyi",
+    "udp_pb2.py",
+    "udp_pb2.pyi",
 )
 
 

@@ -1,8 +1,8 @@
 """The ``handshake`` plugin, collector half: handshake rows -> ``CONNECTS`` edges.
 
 The rows its sensor half sends become ``(client:Host)-[:CONNECTS]->(server:Host)`` edges, one per
-(client, server, dport, sensor), whose aggregates are mergeable parts (sum, count, min, max), so the
-order of arrival never matters.
+(client, server, dport, proto, sensor), with ``proto`` ``"tcp"``, whose aggregates are mergeable
+parts (sum, count, min, max), so the order of arrival never matters.
 
 FalkorDB evaluates every expression of a SET against the values from before that SET (checked
 with 4.16.3), so the derived means are computed from the old parts plus the row's, not from the
@@ -63,8 +63,8 @@ CONNECTS_CYPHER = f"""
 FOREACH (r IN $rows |
   MERGE (c:Host {{scope: r.cs, ip: r.c}})
   MERGE (v:Host {{scope: r.ss, ip: r.s}})
-  MERGE (c)-[e:CONNECTS {{sensor: $sid, dport: r.dport}}]->(v)
-  ON CREATE SET e.proto = r.proto, e.first_seen = r.fs, e.last_seen = r.ls,
+  MERGE (c)-[e:CONNECTS {{sensor: $sid, dport: r.dport, proto: r.proto}}]->(v)
+  ON CREATE SET e.first_seen = r.fs, e.last_seen = r.ls,
     {", ".join(f"e.{c} = 0" for c in COUNTERS)},
     e.rtt_ms_sum = 0.0, e.rtt_samples = 0, e.client_rtt_ms_sum = 0.0, e.client_rtt_samples = 0
   SET e.direction = r.dir,
@@ -128,8 +128,8 @@ def ng_graph_writes(
                 "sensor %s sent a handshake row without valid addresses; skipped", sensor.id
             )
             continue
-        if not 0 < h.dport <= 65535:
-            ctx.count("rows_rejected")
+        if not 0 < h.dport <= 65535 or h.proto not in (0, 6):
+            ctx.count("rows_rejected")  # handshakes are TCP; UDP flows come from the udp plugin
             continue
         row: dict[str, Any] = {
             "c": client,
@@ -137,7 +137,7 @@ def ng_graph_writes(
             "cs": GLOBAL_SCOPE if client_global else site,
             "ss": GLOBAL_SCOPE if server_global else site,
             "dport": h.dport,
-            "proto": "tcp" if h.proto in (0, 6) else str(h.proto),
+            "proto": "tcp",
             "dir": DIRECTIONS.get(h.direction, "unknown"),
             "fs": h.first_seen,
             "ls": h.last_seen,

@@ -160,8 +160,8 @@ QUALITY_CYPHER = f"""
 FOREACH (r IN $rows |
   MERGE (c:Host {{scope: r.cs, ip: r.c}})
   MERGE (v:Host {{scope: r.ss, ip: r.s}})
-  MERGE (c)-[e:CONNECTS {{sensor: $sid, dport: r.dport}}]->(v)
-  ON CREATE SET e.proto = 'tcp', e.direction = r.dir, e.first_seen = r.fs, e.last_seen = r.ls
+  MERGE (c)-[e:CONNECTS {{sensor: $sid, dport: r.dport, proto: 'tcp'}}]->(v)
+  ON CREATE SET e.direction = r.dir, e.first_seen = r.fs, e.last_seen = r.ls
   {_sets(_edge_sets())}
   {_sets(_host_sets("c", "s2c"))}
   {_sets(_host_sets("v", "c2s"))}
