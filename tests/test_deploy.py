@@ -45,7 +45,6 @@ def test_example_sensor_config_loads_and_matches_the_defaults() -> None:
     assert cfg.max_buffer_bytes == defaults.max_buffer_bytes
     from net_gazer.plugins.handshake.sensor import MAX_UNVERIFIED_ROWS
     from net_gazer.plugins.quality.flows import TableConfig
-
     from net_gazer.plugins.udp.flows import TableConfig as UdpTableConfig
     from net_gazer.plugins.udp.sensor import MAX_UNANSWERED_ROWS
 

@@ -9,19 +9,23 @@ traces (the topology's routers are the expected responders).
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc.aio
 import pytest
 from conftest import graph_query
 from google.protobuf.any_pb2 import Any as AnyMessage
 from lab_fixture import LabNet
 from test_ingest import exchange, hello
-from test_traceroute_collector import ingest  # noqa: F401 - the real ingest fixture
 from test_traceroute_lab import CONNECT, config, lab_sensor, traces_to
 
 from net_gazer.collector import history
+from net_gazer.collector import plugins as collector_plugins
+from net_gazer.collector.ingest import IngestService, add_to_server
 from net_gazer.collector.routechange import RouteChange, route_change
+from net_gazer.collector.store import GraphStore
 from net_gazer.v1 import traceroute_pb2, wire_pb2
 
 SRC = "198.51.100.1"
@@ -44,7 +48,7 @@ def test_silent_hops_are_ignored() -> None:
 
 def test_a_ttl_past_the_shorter_path_is_no_evidence() -> None:
     assert route_change(A[:2], A) is None
-    assert route_change(A, A + ["192.0.2.99"]) is None
+    assert route_change(A, [*A, "192.0.2.99"]) is None
 
 
 def test_one_moved_hop_is_a_change_at_its_ttl() -> None:
@@ -58,6 +62,22 @@ def test_a_longer_path_changes_at_the_first_ttl_that_differs() -> None:
 
 
 # -- recorded through the real ingest path -----------------------------------------------------
+
+
+@pytest.fixture
+async def ingest(falkordb_url: str, graph_name: str) -> AsyncIterator[str]:
+    store = GraphStore.connect(falkordb_url, graph_name)
+    await store.ensure_schema()
+    service = IngestService(store, collector_plugins.load(graph_name))
+    server = grpc.aio.server()
+    add_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=None)
+        await store.close()
 
 
 def trace(tid: str, path: list[str], started: float) -> traceroute_pb2.TraceRun:
@@ -199,7 +219,7 @@ async def test_history_reads_show_each_trace_and_its_change(
 async def test_the_migration_records_changes_of_traces_stored_before_it(
     falkordb_url: str, graph_name: str
 ) -> None:
-    from net_gazer.collector.store import SCHEMA_VERSION, GraphStore
+    from net_gazer.collector.store import SCHEMA_VERSION
 
     # Traces as a collector from before CHANGED wrote them, and a graph at schema 2.
     graph_query(
