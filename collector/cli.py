@@ -97,6 +97,18 @@ def parser() -> argparse.ArgumentParser:
         help="per-sensor rate; above it acks slow down (backpressure); 0 = unlimited (default 20000)",
     )
     p.add_argument(
+        "--retention-days",
+        type=float,
+        metavar="DAYS",
+        help="delete traces, edges, hosts and names older than DAYS (default 0: keep everything)",
+    )
+    p.add_argument(
+        "--retention-interval",
+        type=float,
+        metavar="SECONDS",
+        help="time between two retention passes over all collectors of a graph (default 3600)",
+    )
+    p.add_argument(
         "--ready-file", metavar="FILE", help=argparse.SUPPRESS
     )  # for tests and supervisors
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
@@ -292,10 +304,25 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         )
 
     from net_gazer import tasks
+    from net_gazer.collector import lifecycle
 
     supervisor = (
         tasks.spawn(embedded.supervise(), name="falkordb-supervisor")
         if embedded is not None
+        else None
+    )
+    retention = (
+        tasks.spawn(
+            lifecycle.retention_loop(
+                store.graph,
+                days=cfg.retention_days,
+                owner=store.owner,
+                interval=cfg.retention_interval,
+                batch=cfg.retention_batch,
+            ),
+            name="retention",
+        )
+        if cfg.retention_days > 0
         else None
     )
     stop = asyncio.Event()
@@ -312,6 +339,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     await stop.wait()
     log.info("stopping")
     await tasks.cancel(supervisor)
+    await tasks.cancel(retention)
     await server.stop(grace=STOP_GRACE)
     web.close()
     plugins.stop()

@@ -45,6 +45,11 @@ class CollectorConfig:
     plugin_budget: float = 0.25
     plugin_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     verbose: int = 0
+    #: Retention (collector/lifecycle.py): days kept (0: everything), seconds between passes,
+    #: items deleted per query.
+    retention_days: float = 0.0
+    retention_interval: float = 3600.0
+    retention_batch: int = 1000
 
 
 def is_loopback(host: str) -> bool:
@@ -57,7 +62,8 @@ def is_loopback(host: str) -> bool:
 
 
 FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins", "tls_cert", "tls_key",
-             "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second"}  # fmt: skip
+             "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second",
+             "retention_days", "retention_interval", "retention_batch"}  # fmt: skip
 PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens")
 
 
@@ -90,6 +96,9 @@ def load(args: Any) -> CollectorConfig:
             ("max_message_bytes", int),
             ("max_sensors", int),
             ("rows_per_second", float),
+            ("retention_days", float),
+            ("retention_interval", float),
+            ("retention_batch", int),
         ):
             if key in data:
                 value = data[key]
@@ -123,8 +132,9 @@ def load(args: Any) -> CollectorConfig:
         value = getattr(args, key)
         if value:
             setattr(cfg, key, Path(value))
-    for key in ("max_message_bytes", "max_sensors", "rows_per_second"):
-        value = getattr(args, key)
+    for key in ("max_message_bytes", "max_sensors", "rows_per_second", "retention_days",
+                "retention_interval"):  # fmt: skip
+        value = getattr(args, key, None)
         if value is not None:
             setattr(cfg, key, value)
     if args.ready_file:
@@ -157,6 +167,12 @@ def validate(cfg: CollectorConfig) -> CollectorConfig:
         raise ConfigError("--max-sensors must be at least 1")
     if cfg.rows_per_second < 0:
         raise ConfigError("--rows-per-second must be 0 (unlimited) or positive")
+    if cfg.retention_days < 0:
+        raise ConfigError("--retention-days must be 0 (keep everything) or positive")
+    if cfg.retention_interval < 1:
+        raise ConfigError("--retention-interval must be at least 1 second")
+    if not 1 <= cfg.retention_batch <= 1_000_000:
+        raise ConfigError("retention_batch must be between 1 and 1000000")
     if cfg.graph_url and not cfg.graph_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             "--graph-url must look like redis://HOST:PORT, rediss://HOST:PORT or unix:///path"

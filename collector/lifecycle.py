@@ -237,6 +237,8 @@ class RetentionResult:
     cutoff: float
     deleted: dict[str, int] = field(default_factory=dict)
     queries: int = 0
+    #: The most items one query deleted (never more than the batch).
+    largest: int = 0
 
 
 async def retention_pass(
@@ -272,6 +274,7 @@ async def retention_pass(
                 result.queries += 1
                 done = int(res.result_set[0][0]) if res.result_set else 0
                 total += done
+                result.largest = max(result.largest, done)
                 if not await acquire(graph, "retention", owner, lease=lease, now=clock()):
                     raise LifecycleError("the retention lock passed to another collector")
                 # AT edges are taken a few traces at a time: go on until none is left.
@@ -294,3 +297,55 @@ async def retention_pass(
     if any(result.deleted.values()):
         log.info("retention: deleted %s older than %.0f", result.deleted, cutoff)
     return result
+
+
+async def last_retention(graph: Graph) -> float | None:
+    """When the last retention pass (by any collector) ended, from the Schema node."""
+    res = await graph.query(
+        with_params("MATCH (x:Schema {id: $id}) RETURN x.retention_at", {"id": SCHEMA_ID})
+    )
+    value = res.result_set[0][0] if res.result_set else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+async def retention_due(
+    graph: Graph,
+    *,
+    days: float,
+    owner: str,
+    interval: float,
+    batch: int = 1000,
+    pause: float = 0.0,
+    clock: Callable[[], float] = time.time,
+) -> RetentionResult | None:
+    """One pass when the last one (by whichever collector) is ``interval`` old; else None."""
+    last = await last_retention(graph)
+    if last is not None and clock() - last < interval:
+        return None
+    return await retention_pass(
+        graph, days=days, owner=owner, batch=batch, pause=pause, clock=clock
+    )
+
+
+async def retention_loop(
+    graph: Graph,
+    *,
+    days: float,
+    owner: str,
+    interval: float,
+    batch: int = 1000,
+    pause: float = 0.01,
+    check: float = 60.0,
+) -> None:
+    """Keep ``days`` of history: every ``check`` seconds, run a pass if one is due (see
+    :func:`retention_due`); database errors are logged and the next check tries again."""
+    import redis.exceptions
+
+    while True:
+        try:
+            await retention_due(
+                graph, days=days, owner=owner, interval=interval, batch=batch, pause=pause
+            )
+        except (redis.exceptions.RedisError, OSError, LifecycleError) as exc:
+            log.warning("retention pass stopped (%s); the next check tries again", exc)
+        await asyncio.sleep(min(check, interval))
