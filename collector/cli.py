@@ -97,6 +97,17 @@ def parser() -> argparse.ArgumentParser:
         help="per-sensor rate; above it acks slow down (backpressure); 0 = unlimited (default 20000)",
     )
     p.add_argument(
+        "--graph-read-url",
+        metavar="URL",
+        help="a FalkorDB replica (redis://HOST:PORT) for the web's reads; default: --graph-url",
+    )
+    p.add_argument(
+        "--partition-by-site",
+        action="store_true",
+        default=None,
+        help="write each sensor site to its own graph, <graph>_<site> (for a FalkorDB cluster)",
+    )
+    p.add_argument(
         "--retention-days",
         type=float,
         metavar="DAYS",
@@ -172,10 +183,11 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
 
     from net_gazer.collector import plugins as plugin_loader
     from net_gazer.collector.ingest import IngestService, add_to_server
+    from net_gazer.collector.partition import SiteGraphsReader, SiteStores
     from net_gazer.collector.store import GraphStore
     from net_gazer.collector.web import WebConfig, create_app
 
-    store = GraphStore.connect(url, cfg.graph)
+    store = (SiteStores if cfg.partition_by_site else GraphStore).connect(url, cfg.graph)
     try:
         await store.ensure_schema()
         aof = await store.aof_enabled()
@@ -276,9 +288,12 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
             "plugin_lost": dict(store.stats.plugin_lost),
         }
 
+    read_url = cfg.graph_read_url or url
     app = create_app(
-        WebConfig(graph_url=url, graph=cfg.graph, status=status, plugins=plugin_status)
+        WebConfig(graph_url=read_url, graph=cfg.graph, status=status, plugins=plugin_status)
     )
+    if isinstance(store, SiteStores):  # the web reads across every site's graph
+        app.extensions["ng_graph"] = SiteGraphsReader(read_url, cfg.graph)
     plugins.web_routes(app)
     http_host, http_port = cfg.http.rsplit(":", 1)
     try:
@@ -314,7 +329,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     retention = (
         tasks.spawn(
             lifecycle.retention_loop(
-                store.graph,
+                store.site_graphs if isinstance(store, SiteStores) else store.one_graph,
                 days=cfg.retention_days,
                 owner=store.owner,
                 interval=cfg.retention_interval,

@@ -50,6 +50,10 @@ class CollectorConfig:
     retention_days: float = 0.0
     retention_interval: float = 3600.0
     retention_batch: int = 1000
+    #: A FalkorDB replica for the web's reads ("" = graph_url).
+    graph_read_url: str = ""
+    #: One graph per sensor site, <graph>_<site> (collector/partition.py).
+    partition_by_site: bool = False
 
 
 def is_loopback(host: str) -> bool:
@@ -63,7 +67,8 @@ def is_loopback(host: str) -> bool:
 
 FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins", "tls_cert", "tls_key",
              "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second",
-             "retention_days", "retention_interval", "retention_batch"}  # fmt: skip
+             "retention_days", "retention_interval", "retention_batch", "graph_read_url",
+             "partition_by_site"}  # fmt: skip
 PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens")
 
 
@@ -89,6 +94,8 @@ def load(args: Any) -> CollectorConfig:
         if data.get("data_dir"):
             cfg.data_dir = Path(str(data["data_dir"]))
         cfg.insecure = bool(data.get("insecure", False))
+        cfg.graph_read_url = str(data.get("graph_read_url", ""))
+        cfg.partition_by_site = bool(data.get("partition_by_site", False))
         for key in PATH_KEYS:
             if data.get(key):
                 setattr(cfg, key, Path(str(data[key])))
@@ -137,6 +144,10 @@ def load(args: Any) -> CollectorConfig:
         value = getattr(args, key, None)
         if value is not None:
             setattr(cfg, key, value)
+    if getattr(args, "graph_read_url", None):
+        cfg.graph_read_url = args.graph_read_url
+    if getattr(args, "partition_by_site", None):
+        cfg.partition_by_site = True
     if args.ready_file:
         cfg.ready_file = Path(args.ready_file)
     return validate(cfg)
@@ -176,6 +187,12 @@ def validate(cfg: CollectorConfig) -> CollectorConfig:
     if cfg.graph_url and not cfg.graph_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             "--graph-url must look like redis://HOST:PORT, rediss://HOST:PORT or unix:///path"
+        )
+    if cfg.graph_read_url and not cfg.graph_read_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            "--graph-read-url must look like redis://HOST:PORT, rediss://HOST:PORT or unix:///path"
         )
     if not cfg.graph or not cfg.graph.replace("_", "").replace("-", "").isalnum():
         raise ConfigError("the graph name may hold letters, digits, '_' and '-' only")

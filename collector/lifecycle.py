@@ -328,7 +328,7 @@ async def retention_due(
 
 
 async def retention_loop(
-    graph: Graph,
+    graphs: Callable[[], Awaitable[list[Any]]],
     *,
     days: float,
     owner: str,
@@ -337,15 +337,17 @@ async def retention_loop(
     pause: float = 0.01,
     check: float = 60.0,
 ) -> None:
-    """Keep ``days`` of history: every ``check`` seconds, run a pass if one is due (see
-    :func:`retention_due`); database errors are logged and the next check tries again."""
+    """Keep ``days`` of history in each graph ``graphs()`` returns (one, or every site graph):
+    every ``check`` seconds, run a pass where one is due (see :func:`retention_due`); database
+    errors are logged and the next check tries again."""
     import redis.exceptions
 
     while True:
         try:
-            await retention_due(
-                graph, days=days, owner=owner, interval=interval, batch=batch, pause=pause
-            )
+            for graph in await graphs():
+                await retention_due(
+                    graph, days=days, owner=owner, interval=interval, batch=batch, pause=pause
+                )
         except (redis.exceptions.RedisError, OSError, LifecycleError) as exc:
             log.warning("retention pass stopped (%s); the next check tries again", exc)
         await asyncio.sleep(min(check, interval))

@@ -37,6 +37,7 @@ import logging
 import math
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,6 +228,23 @@ def host_row(ip: str, site: str, ts: float, props: dict[str, Any]) -> dict[str, 
     }
 
 
+def open_db(url: str) -> FalkorDB:
+    """A client for ``unix:///path``, ``redis://[user:password@]host:port`` or ``rediss://``.
+    Host and credentials are passed one by one rather than through ``FalkorDB.from_url``: the
+    client's cluster detection (a FalkorDB cluster in Redis Cluster mode) fails with a
+    KeyError for a connection built from a URL (falkordb 1.8.1)."""
+    if url.startswith("unix://"):
+        return FalkorDB(unix_socket_path=url.removeprefix("unix://"))
+    parts = urllib.parse.urlsplit(url)
+    return FalkorDB(
+        host=parts.hostname or "localhost",
+        port=parts.port or 6379,
+        username=urllib.parse.unquote(parts.username) if parts.username else None,
+        password=urllib.parse.unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss",
+    )
+
+
 class GraphStore:
     """Async access to one graph. Build with :meth:`connect`."""
 
@@ -245,14 +263,14 @@ class GraphStore:
 
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
-        if url.startswith("unix://"):
-            db = FalkorDB(unix_socket_path=url.removeprefix("unix://"))
-        else:
-            db = FalkorDB.from_url(url)
-        return cls(db, graph)
+        return cls(open_db(url), graph)
 
     async def close(self) -> None:
         await self.db.aclose()
+
+    async def one_graph(self) -> list[Any]:
+        """This store's graph, as the list the retention loop takes."""
+        return [self.graph]
 
     async def ping(self) -> bool:
         try:
