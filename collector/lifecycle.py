@@ -56,14 +56,48 @@ def _lock_props(job: str) -> tuple[str, str]:
     return f"lock_{job}", f"lock_{job}_until"
 
 
+#: How one Schema node is made sure of: two concurrent MERGEs of a node that does not exist yet
+#: may both create it (FalkorDB 4.16.3: 8 collectors racing on a fresh graph made up to 8, and
+#: each took "the" lock), while updates of one existing node are serialised. So a unique
+#: constraint on Schema.id turns a second creation into an error, and the node is made once at
+#: start (:func:`ensure_schema_node`) before any lock is taken.
+UNIQUE_VIOLATION = "unique constraint violation"
+
+
+async def ensure_schema_node(
+    graph: Graph, execute: Callable[..., Awaitable[Any]], name: str
+) -> None:
+    """The unique constraint on ``Schema.id`` (its index must exist) and the Schema node."""
+    import redis.exceptions
+
+    try:
+        await execute("GRAPH.CONSTRAINT", "CREATE", name, "UNIQUE", "NODE", "Schema",
+                      "PROPERTIES", 1, "id")  # fmt: skip
+    except redis.exceptions.ResponseError as exc:
+        if "already" not in str(exc).lower():
+            log.warning("graph %s: no unique constraint on Schema.id (%s)", name, exc)
+    for _ in range(100):  # the constraint is built in the background: PENDING, then OPERATIONAL
+        res = await graph.query("CALL db.constraints() YIELD label, status RETURN label, status")
+        if any(label == "Schema" and status != "PENDING" for label, status in res.result_set):
+            break
+        await asyncio.sleep(0.05)
+    for _ in range(3):
+        try:
+            await graph.query(with_params("MERGE (:Schema {id: $id})", {"id": SCHEMA_ID}))
+            return
+        except redis.exceptions.ResponseError as exc:
+            if UNIQUE_VIOLATION not in str(exc):
+                raise
+
+
 async def acquire(graph: Graph, job: str, owner: str, *, lease: float, now: float) -> bool:
     """Take (or renew) the lock ``job`` for ``lease`` seconds from ``now``; False when another
-    owner holds an unexpired lease."""
+    owner holds an unexpired lease. The Schema node exists (:func:`ensure_schema_node`)."""
     who, until = _lock_props(job)
     res = await graph.query(
         with_params(
             f"""
-            MERGE (x:Schema {{id: $id}})
+            MATCH (x:Schema {{id: $id}})
             WITH x, (x.{who} IS NULL OR x.{until} < $now OR x.{who} = $me) AS free
             SET x.{who} = CASE WHEN free THEN $me ELSE x.{who} END,
               x.{until} = CASE WHEN free THEN $now + $lease ELSE x.{until} END

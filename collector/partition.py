@@ -148,7 +148,8 @@ class SiteGraphsReader:
     def graphs(self) -> list[str]:
         conn: Any = self._db().connection
         if isinstance(conn, RedisCluster):
-            reply = conn.execute_command("GRAPH.LIST", target_nodes=conn.get_primaries())
+            cluster: Any = conn  # redis-py's cluster client has no type hints
+            reply = cluster.execute_command("GRAPH.LIST", target_nodes=cluster.get_primaries())
         else:
             reply = conn.execute_command("GRAPH.LIST")
         return sorted(n for n in _names(reply) if n.startswith(self.graph_name + "_"))

@@ -301,6 +301,9 @@ class GraphStore:
             except redis.exceptions.ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise
+        await lifecycle.ensure_schema_node(
+            self.graph, self.db.connection.execute_command, self.graph_name
+        )
         await self.migrate()
 
     async def migrate(self) -> dict[int, int]:

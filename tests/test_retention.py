@@ -177,6 +177,9 @@ async def test_concurrent_acquires_give_the_lock_to_exactly_one(
 ) -> None:
     stores = [GraphStore.connect(falkordb_url, graph_name) for _ in range(8)]
     try:
+        # Collectors starting together: one Schema node, whatever the interleaving.
+        await asyncio.gather(*(s.ensure_schema() for s in stores))
+        assert graph_query(falkordb_url, graph_name, "MATCH (x:Schema) RETURN count(x)") == [[1]]
         got = await asyncio.gather(*(
             lifecycle.acquire(s.graph, "migration", f"o{i}", lease=60, now=NOW)
             for i, s in enumerate(stores)
@@ -207,9 +210,9 @@ async def test_a_pass_is_due_only_when_the_last_one_by_any_collector_is_old(
 
 
 async def test_two_collectors_migrating_at_once_run_each_step_once(
-    falkordb_url: str, graph_name: str
+    store: GraphStore, falkordb_url: str, graph_name: str
 ) -> None:
-    graph_query(falkordb_url, graph_name, "CREATE (:Schema {id: 'net_gazer', version: 1})")
+    graph_query(falkordb_url, graph_name, "MATCH (x:Schema) SET x.version = 1")
     runs: list[str] = []
 
     def step(tag: str) -> Any:
