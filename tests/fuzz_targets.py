@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import math
 import re
 import struct
 import sys
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from dpkt_reference import decode_dpkt
+from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from net_gazer.collector.context import CollectorContext
@@ -55,10 +57,15 @@ from net_gazer.plugins.handshake import collector as handshake_plugin
 from net_gazer.plugins.quality import collector as quality_collector
 from net_gazer.plugins.quality.flows import FlowTable, Row, TableConfig
 from net_gazer.plugins.quality.tsrtt import MAX_PENDING as TS_MAX_PENDING
+from net_gazer.plugins.traceroute import collector as tr_collector
+from net_gazer.plugins.traceroute import engine as tr_engine
+from net_gazer.plugins.traceroute import matcher as tr_matcher
+from net_gazer.plugins.traceroute import options as tr_options
 from net_gazer.sensor.decode import decode
 from net_gazer.sensor.handshake import HandshakeEvent, HandshakeTracker, Kind, TrackerConfig
 from net_gazer.sensor.packet import SUPPORTED_LINKTYPES, DecodeError, TcpSegment
 from net_gazer.sensor.spool import Spool
+from net_gazer.v1 import traceroute_pb2 as tr_pb2
 from net_gazer.v1 import wire_pb2
 
 __all__ = [
@@ -706,6 +713,77 @@ def quality_rows_target(data: bytes) -> str:
                         assert all(dpi_hostname(n) == n for n in row["names"]), row["names"]
                         assert row["name"] == row["names"][-1]
     return "+".join(f"{k}:{min(v, 3)}" for k, v in sorted(outcomes.items())) or "no extensions"
+
+
+# --- traceroute: the reply matcher and the collector half ----------------------------------------
+
+_TRACE_CTX = CollectorContext(name="traceroute", config={}, graph="fuzz")
+
+
+@target("reply_match", max_len=1024)
+def reply_match_target(data: bytes) -> str:
+    """The traceroute reply matcher: byte 0 picks the socket the bytes came from (0: IPv4 raw,
+    header included; 1: ICMPv6; 2: IPv6 TCP), the rest is the packet; the reply found goes into
+    an engine with probes in flight to its destination.
+
+    Contract (plugins/traceroute/matcher.py): only ``Malformed`` is raised; a reply names
+    canonical addresses, a known method, ports and identifiers within their field sizes; the
+    engine takes any reply without raising, and a reply that matches no probe leaves its
+    probes in flight.
+    """
+    kind, rest = (data[0] % 3, data[1:]) if data else (0, b"")
+    src = "2001:db8:100::2"
+    try:
+        if kind == 0:
+            reply = tr_matcher.parse_ipv4(rest, 1.0)
+        elif kind == 1:
+            reply = tr_matcher.parse_icmp6(rest, src, 1.0)
+        else:
+            reply = tr_matcher.parse_tcp6(rest, src, 1.0)
+    except tr_matcher.Malformed:
+        return "malformed"
+    if reply is None:
+        return "not a reply"
+    assert host_address(reply.responder) == reply.responder
+    assert host_address(reply.dst) == reply.dst
+    assert reply.method in ("tcp", "udp", "icmp")
+    assert 0 <= reply.flow <= 0xFFFF and 0 <= reply.dport <= 0xFFFF
+    assert 0 <= reply.ident <= 0xFFFFFFFF
+    engine = tr_engine.Engine(tr_options.Options(stop_set=False), lambda d: "198.51.100.1", 0.0)
+    engine.request(reply.dst, reply.dport or 80, 0.0)
+    sent = engine.poll(0.0)
+    matched = engine.reply(reply, 0.5)
+    assert len(engine.inflight) == len(sent) - int(matched)
+    engine.poll(100.0)
+    return f"{reply.kind.value} {'matched' if matched else 'unmatched'}"
+
+
+@target("trace_rows", max_len=4096)
+def trace_rows_target(data: bytes) -> str:
+    """``TraceReport.FromString`` then the traceroute plugin's ``ng_handle_extension``.
+
+    Contract: nothing raises but a DecodeError of the report; hosts and rows hold canonical
+    addresses; TTLs are 1..255; every RTT is finite and -1 or at least 0; every parameter is one
+    FalkorDB stores as given.
+    """
+    try:
+        report = tr_pb2.TraceReport.FromString(data)
+    except ProtobufDecodeError:
+        return "DecodeError"
+    payload = AnyMessage()
+    payload.Pack(report)
+    writes = tr_collector.ng_handle_extension(_TRACE_CTX, _FUZZ_SENSOR, "traceroute", payload)
+    assert writes is not None
+    for w in writes:
+        _storable(w.rows, "rows")
+        for ip, _ in w.hosts:
+            assert host_address(ip) == ip
+        for row in w.rows:
+            for rtt in row.get("rtts", []):
+                assert math.isfinite(rtt) and (rtt == -1.0 or rtt >= 0)
+            for at in row.get("at", []):
+                assert 1 <= at["ttl"] <= 255 and host_address(at["ip"]) == at["ip"]
+    return f"{len(writes[0].rows) if writes else 0} traces"
 
 
 # --- the spool ------------------------------------------------------------------------------------

@@ -452,3 +452,75 @@ def test_a_moved_route_is_seen_after_the_dedup_window(
                     "nexthop", "via", "198.51.100.18", "nexthop", "via", "198.51.100.26")  # fmt: skip
     assert len(first) == 1 and first[0][1][2] == "198.51.100.18"
     assert len(rows) == 2 and rows[1][1][2] == "198.51.100.26", rows
+
+
+def sensor_counters(url: str, graph: str, sid: str) -> dict[str, int]:
+    rows = graph_query(url, graph, "MATCH (s:Sensor {id: $sid}) RETURN s.counters", {"sid": sid})
+    if not rows or not rows[0][0]:
+        return {}
+    return {k: int(v) for k, v in (item.split("=", 1) for item in rows[0][0])}
+
+
+#: Connects to N addresses of a range, as fast as the handshakes go (ten at a time).
+CONNECT_MANY = """
+import ipaddress, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+net, n, port = ipaddress.ip_network(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def one(i):
+    a = str(net[i + 1])
+    with socket.socket(socket.AF_INET6 if ':' in a else socket.AF_INET) as s:
+        s.settimeout(5)
+        s.connect((a, port))
+        return 1
+with ThreadPoolExecutor(10) as pool:
+    print(sum(pool.map(one, range(n))))
+"""
+
+
+@pytest.mark.root
+def test_a_thousand_destination_burst_keeps_the_budget_and_the_queue_cap(
+    lab_net: LabNet, collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path: Path
+) -> None:
+    pps, cap = 100, 150
+    sock = tmp_path / "c.sock"
+    collector_factory(
+        "--graph-url", falkordb_url, "--graph", graph_name, "--listen", f"unix:{sock}"
+    ).start()
+    cfg = config(tmp_path, method="tcp", pps=pps, max_queue=cap, max_traces=32, router_rate=0,
+                 timeout=0.5, retries=1, stop_set=False)  # fmt: skip
+    wan = tmp_path / "wan.pcap"
+    with (
+        lab_net.icmp_ratelimit(on=False),
+        lab_net.tcpdump(
+            "gw", "wan0", wan, "ip6 and src host 2001:db8:100::1 and tcp src portrange 61000-61999"
+        ),
+        lab_sensor(lab_net, sock, tmp_path / "s.log", "-c", str(cfg), "--sensor-id", "burst"),
+    ):
+        made = lab_net.python("client", CONNECT_MANY, "2001:db8:203::/64", 1000, 80, timeout=300)
+        assert int(made) == 1000
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            c = sensor_counters(falkordb_url, graph_name, "burst")
+            traced = graph_query(falkordb_url, graph_name, "MATCH (t:Trace) RETURN count(t)")[0][0]
+            if c.get("plugin_traceroute_requested") and traced >= c["plugin_traceroute_requested"]:
+                break
+            time.sleep(0.5)
+    c = sensor_counters(falkordb_url, graph_name, "burst")
+    requested = c["plugin_traceroute_requested"]
+    dropped = c.get("plugin_traceroute_queue_dropped", 0)
+    # Every completed handshake was queued or dropped (counted), none lost silently.
+    assert requested + dropped + c.get("plugin_traceroute_deduplicated", 0) == 1000, c
+    assert dropped > 0 and c["plugin_traceroute_queue_peak"] <= cap
+    assert requested <= cap + 32 + 32  # what the queue and the traces in flight can hold, roughly
+    # The budget on the wire: within any second, at most the burst (one second's worth) plus one
+    # second's rate, give or take one probe for the capture's own timestamps.
+    times = sorted(float(t) for (t,) in tshark(wan, "frame.time_epoch", display=(
+        "not icmpv6 and ipv6.src == 2001:db8:100::1 and tcp.flags.syn == 1 and tcp.flags.ack == 0 "
+        "and tcp.srcport >= 61000 and tcp.srcport <= 61999")))  # fmt: skip
+    assert len(times) == c["plugin_traceroute_probes_sent"]
+    j = 0
+    for i, t in enumerate(times):
+        while times[j] < t - 1.0:
+            j += 1
+        assert i - j + 1 <= 2 * pps + 1, f"{i - j + 1} probes within one second"
+    assert len(times) <= pps + pps * (times[-1] - times[0]) + 1

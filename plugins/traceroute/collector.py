@@ -79,6 +79,11 @@ def _host(ip: str, site: str) -> tuple[str, str]:
     return canonical, GLOBAL_SCOPE if is_global else site
 
 
+def _text(value: str, limit: int) -> str:
+    """A string as FalkorDB stores it: NUL replaced with U+FFFD, bounded."""
+    return value[:limit].replace("\0", "\ufffd")
+
+
 def _finite(x: float) -> float:
     return x if math.isfinite(x) else 0.0
 
@@ -116,14 +121,14 @@ def trace_row(
             })  # fmt: skip
         prev, prev_scope, prev_ttl = ip, scope, ttl
     row = {
-        "id": run.id[:200],
+        "id": _text(run.id, 200),
         "src": src,
         "dst": dst,
         "ds": dst_scope,
         "method": run.method,
         "flow": run.flow_id,
         "dport": run.dport,
-        "mode": run.mode[:16],
+        "mode": _text(run.mode, 16),
         "started": started,
         "finished": finished,
         "reached": run.reached,

@@ -254,6 +254,8 @@ class Engine:
         dport = port if method == "tcp" else opts.udp_port if method == "udp" else 0
         self.queue.append(_Request(dst, method, dport))
         self.queued.add(dst)
+        if len(self.queue) > self.counters.get("queue_peak", 0):
+            self.counters["queue_peak"] = len(self.queue)
         self.count("requested")
         return True
 
@@ -327,12 +329,14 @@ class Engine:
                 continue
             del self.inflight[key]
             self._outcome(probe.bucket, answered=False)
+            self._outcome(_spot(probe.trace, probe.ttl), answered=False)
             trace = probe.trace
             if trace.outstanding.get(probe.ttl) is probe:
                 del trace.outstanding[probe.ttl]
                 if (
                     self._wanted(trace, probe.ttl)
                     and trace.attempts.get(probe.ttl, 0) <= self.opts.retries
+                    and not self._silent(probe.bucket)
                 ):
                     trace.pending.append(probe.ttl)
                     self.count("retries")
@@ -356,11 +360,13 @@ class Engine:
         known = self.stop_set.known(trace.family, trace.started)
         if ttl <= len(known) and known[ttl - 1]:
             return ("router", known[ttl - 1])
-        key = ("ttl", trace.family, ttl)
-        seen = self.outcomes.get(key)
-        if seen is not None and seen[0] == 0 and seen[1] >= SILENT_AFTER:
-            return None
-        return key
+        return ("ttl", trace.family, ttl)
+
+    def _silent(self, key: tuple[object, ...] | None) -> bool:
+        """Whether the probes of bucket ``key`` have timed out SILENT_AFTER times and never
+        been answered: a router that sends no time exceeded (not paced, not retried)."""
+        seen = self.outcomes.get(key) if key is not None else None
+        return seen is not None and seen[0] == 0 and seen[1] >= SILENT_AFTER
 
     def _outcome(self, key: tuple[object, ...] | None, *, answered: bool) -> None:
         if key is None:
@@ -382,14 +388,24 @@ class Engine:
                 ttl = trace.pending.popleft()
                 if not self._wanted(trace, ttl) or ttl in trace.outstanding:
                     continue
+                if self.opts.stop_set and self._silent(_spot(trace, ttl)):
+                    # Nothing ever answered at this TTL towards this prefix: known silence.
+                    trace.inferred[ttl] = ""
+                    trace.saved += 1
+                    self.count("probes_saved")
+                    continue
+                dist = self.distance.get((trace.family, _prefix(trace.dst)))
+                if dist is not None and ttl > dist and trace.dest_ttl is None:
+                    trace.limit = min(trace.limit, max(dist, ttl - 1))
+                    self.count("probes_skipped_past_distance")
+                    continue
                 if not self.budget.ready(now):
                     waiting.append(ttl)
                     waiting.extend(trace.pending)
                     trace.pending.clear()
                     break
-                key = self._router_key(trace, ttl) if pace else None
-                bucket = None
-                if key is not None:
+                key = self._router_key(trace, ttl)
+                if pace and key is not None and not self._silent(key):
                     bucket = self.routers.get(key)
                     if bucket is None:
                         bucket = self.routers[key] = Bucket(
@@ -447,6 +463,7 @@ class Engine:
             return False
         del self.inflight[probe.key]
         self._outcome(probe.bucket, answered=True)
+        self._outcome(_spot(probe.trace, probe.ttl), answered=True)
         trace, ttl = probe.trace, probe.ttl
         if trace.outstanding.get(ttl) is probe:
             del trace.outstanding[ttl]
@@ -464,6 +481,9 @@ class Engine:
         ):
             if trace.dest_ttl is None or ttl < trace.dest_ttl:
                 trace.dest_ttl = ttl
+                # Traces to the same prefix in flight need not probe past it (they extend their
+                # window again if their destination turns out farther).
+                self.distance[(trace.family, _prefix(trace.dst))] = ttl
         elif reply.kind is Kind.UNREACHABLE and (trace.stop_ttl is None or ttl < trace.stop_ttl):
             trace.stop_ttl = ttl
         if not trace.overlap_checked and ttl == trace.first_ttl:
@@ -531,6 +551,11 @@ class Engine:
     @property
     def idle(self) -> bool:
         return not self.active and not self.queue
+
+
+def _spot(trace: Trace, ttl: int) -> tuple[object, ...]:
+    """A TTL on the way to the trace's prefix: where silence is remembered."""
+    return ("at", trace.family, _prefix(trace.dst), ttl)
 
 
 def _prefix(dst: str) -> str:

@@ -187,14 +187,14 @@ def ng_sensor_start(ctx: PluginContext) -> None:
     if not ctx.probing_allowed:
         ctx.log.info("traceroute: probing is off (a replay without --probe, or --no-probe)")
         return
-    if _forbidden_netns():
-        ctx.log.error(
-            "traceroute: NG_PROBE_NOT_IN_NETNS forbids probing from this network namespace; "
-            "the sensor runs without probing"
-        )
-        return
     prober: Prober | None = None
     if not ctx.dry_run:
+        if _forbidden_netns():
+            ctx.log.error(
+                "traceroute: NG_PROBE_NOT_IN_NETNS forbids probing from this network namespace; "
+                "the sensor runs without probing"
+            )
+            return
         prober = Prober()
         try:
             families = prober.open()
@@ -210,6 +210,7 @@ def ng_sensor_start(ctx: PluginContext) -> None:
     runner = Runner(ctx, opts, prober)
     runner.start()
     ctx.state["runner"] = runner
+    ctx.state["config_seen"] = ctx.config
 
 
 @hookimpl
@@ -237,7 +238,30 @@ def ng_tick(ctx: PluginContext, now: float, final: bool) -> None:
     runner = _runner(ctx)
     if runner is None:
         return
+    if ctx.config is not ctx.state.get("config_seen"):
+        _reload(ctx, runner)
     _report(ctx, runner)
+
+
+def _reload(ctx: PluginContext, runner: Runner) -> None:
+    """New settings after SIGHUP: budgets, pacing, windows and prefix lists apply at once; the
+    flow ports stay (the kernel filter that leaves the probes out was compiled at start)."""
+    ctx.state["config_seen"] = ctx.config
+    try:
+        opts = parse_options(ctx.config)
+    except ValueError as exc:
+        ctx.log.error("%s; keeping the running traceroute settings", exc)
+        return
+    if opts.flow_ports != runner.opts.flow_ports:
+        ctx.log.warning("traceroute: changing flow_ports needs a restart; keeping the old ones")
+        opts.flow_ports = runner.opts.flow_ports
+    engine = runner.engine
+    runner.opts = engine.opts = engine.stop_set.opts = opts
+    runner.payload = opts.contact.encode()
+    engine.budget.rate, engine.budget.burst = opts.pps, max(1.0, opts.pps)
+    engine.routers.clear()  # new buckets at the new pacing, full (the routers' are refilling)
+    ctx.state["options"] = opts
+    ctx.log.info("traceroute: settings reloaded")
 
 
 @hookimpl

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+import socket
+import struct
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -438,6 +440,74 @@ def quality_rows_seeds() -> Seeds:
     yield "quality-and-names", _quality_batch().SerializeToString(deterministic=True)
 
 
+def reply_match_seeds() -> Seeds:
+    """Replies to real probes (``packets``), built with dpkt: time exceeded, unreachable, echo
+    reply, SYN+ACK, RST, for both families, and truncations of them."""
+    from net_gazer.plugins.traceroute import packets as P
+
+    src4, dst4, hop4 = "198.51.100.1", "192.0.2.10", "198.51.100.2"
+    src6, dst6 = "2001:db8:100::1", "2001:db8:2:1::a"
+
+    def ip4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+        ip = dpkt.ip.IP(
+            src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=proto, ttl=1, data=payload
+        )
+        ip.len = 20 + len(payload)
+        return bytes(ip)
+
+    def ip6(src: str, dst: str, nh: int, payload: bytes) -> bytes:
+        return (struct.pack("!IHBB", 6 << 28, len(payload), nh, 1)
+                + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) + payload)  # fmt: skip
+
+    probes4 = {
+        "tcp": ip4(src4, dst4, 6, P.tcp_syn(src4, dst4, 61001, 80, 0x10001)),
+        "udp": ip4(src4, dst4, 17, P.udp_probe(src4, dst4, 61001, 33434, 7, b"c")),
+        "icmp": ip4(src4, dst4, 1, P.icmp_echo(src4, dst4, 61001, 7, 0x1234, b"c")),
+    }
+    for method, probe in probes4.items():
+        for kind, code in ((11, 0), (3, 3), (3, 13)):
+            msg = bytes(dpkt.icmp.ICMP(type=kind, code=code, data=b"\0\0\0\0" + probe[:28]))
+            whole = b"\0" + ip4(hop4, src4, 1, msg)
+            yield f"v4-{method}-{kind}-{code}", whole
+            yield f"v4-{method}-{kind}-{code}-cut", whole[:40]
+    yield (
+        "v4-echo-reply",
+        b"\0"
+        + ip4(dst4, src4, 1, bytes(dpkt.icmp.ICMP(type=0, data=struct.pack("!HH", 61001, 7)))),
+    )
+    synack = dpkt.tcp.TCP(
+        sport=80, dport=61001, ack=0x10002, flags=dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK
+    )
+    yield "v4-synack", b"\0" + ip4(dst4, src4, 6, bytes(synack))
+    rst = dpkt.tcp.TCP(sport=80, dport=61001, ack=0x10002, flags=dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK)
+    yield "v4-rst", b"\0" + ip4(dst4, src4, 6, bytes(rst))
+    syn6 = ip6(src6, dst6, 6, P.tcp_syn(src6, dst6, 61001, 80, 0x10001))
+    yield "v6-tcp-3", b"\1" + struct.pack("!BBHI", 3, 0, 0, 0) + syn6
+    udp6 = ip6(src6, dst6, 17, P.udp_probe(src6, dst6, 61001, 33434, 7, b"c"))
+    yield "v6-udp-1-4", b"\1" + struct.pack("!BBHI", 1, 4, 0, 0) + udp6
+    yield "v6-echo-reply", b"\1" + struct.pack("!BBHHH", 129, 0, 0, 61001, 7)
+    yield "v6-synack", b"\2" + bytes(synack)
+
+
+def trace_rows_seeds() -> Seeds:
+    """Trace reports as the sensor sends them: a reached run with a silent TTL and an inferred
+    hop, an incomplete one, and one with a bad address."""
+    from net_gazer.v1 import traceroute_pb2
+
+    report = traceroute_pb2.TraceReport()
+    run = report.traces.add(id="a", src="198.51.100.1", dst="192.0.2.10", method="tcp", flow_id=61001,
+                            dport=80, started=1.0, finished=2.0, reached=True, mode="paris")  # fmt: skip
+    for ttl, addr in enumerate(["198.51.100.2", "", "198.51.100.18", "192.0.2.10"], start=1):
+        run.hops.add(ttl=ttl, addr=addr, rtt_ms=0.5 * ttl if addr else -1, sent=1, answered=int(bool(addr)),
+                     inferred=ttl == 1)  # fmt: skip
+    yield "reached", report.SerializeToString()
+    run.reached = False
+    del run.hops[3:]
+    yield "incomplete", report.SerializeToString()
+    run.dst = "999.1.1.1"
+    yield "bad-address", report.SerializeToString()
+
+
 SEEDS: dict[str, Callable[[], Seeds]] = {
     "decode": decode_seeds,
     "tracker": tracker_seeds,
@@ -447,6 +517,8 @@ SEEDS: dict[str, Callable[[], Seeds]] = {
     "quality_flows": quality_flows_seeds,
     "dpi_parsers": dpi_parsers_seeds,
     "quality_rows": quality_rows_seeds,
+    "reply_match": reply_match_seeds,
+    "trace_rows": trace_rows_seeds,
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
