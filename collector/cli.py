@@ -120,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
         help="time between two retention passes over all collectors of a graph (default 3600)",
     )
     p.add_argument(
+        "--json-log",
+        metavar="FILE",
+        help="write one JSON object per line to FILE for each alert, sensor identity conflict "
+        "and gap (reopened after rotation and on SIGHUP); docs/events.md",
+    )
+    p.add_argument(
         "--ready-file", metavar="FILE", help=argparse.SUPPRESS
     )  # for tests and supervisors
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
@@ -208,6 +214,15 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         config=cfg.plugin_config,
     )
     store.enrich = plugins.enrich
+    from net_gazer.collector.alerts.service import AlertService
+    from net_gazer.collector.events import CollectorEvents
+    from net_gazer.jsonlog import JsonLog
+
+    events = CollectorEvents(JsonLog(cfg.json_log) if cfg.json_log is not None else None)
+    alerts = AlertService(store.graph, cfg.alert_rules, events, country=store.country_of,
+                          queue_size=cfg.webhook_queue)  # fmt: skip
+    store.events = alerts.on_event
+    await alerts.start()
     plugins.start()
     from net_gazer.collector.auth import Authenticator, load_tokens
 
@@ -219,6 +234,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
 
     limits = Limits(max_streams=cfg.max_sensors, rows_per_second=cfg.rows_per_second)
     service = IngestService(store, plugins, auth, limits)
+    service.observers.append(alerts.observe)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -294,6 +310,11 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     )
     if isinstance(store, SiteStores):  # the web reads across every site's graph
         app.extensions["ng_graph"] = SiteGraphsReader(read_url, cfg.graph)
+
+    from net_gazer.collector.alerts import web as alerts_web
+
+    app.config["NG_ALERTS"] = alerts.status
+    app.register_blueprint(alerts_web.bp)
     plugins.web_routes(app)
     http_host, http_port = cfg.http.rsplit(":", 1)
     try:
@@ -351,12 +372,15 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    loop.add_signal_handler(signal.SIGHUP, events.reopen)  # logrotate's postrotate
     await stop.wait()
     log.info("stopping")
     await tasks.cancel(supervisor)
     await tasks.cancel(retention)
     await server.stop(grace=STOP_GRACE)
     web.close()
+    await alerts.stop()
+    events.close()
     plugins.stop()
     with contextlib.suppress(Exception):
         await store.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from net_gazer.collector.alerts.rules import Rule, parse_rules
 from net_gazer.errors import ConfigError
 from net_gazer.netaddr import collector_endpoint, parse_hostport
 
@@ -54,6 +55,11 @@ class CollectorConfig:
     graph_read_url: str = ""
     #: One graph per sensor site, <graph>_<site> (collector/partition.py).
     partition_by_site: bool = False
+    #: Alert rules ([[alert]] tables, docs/alerts.md) and the webhook queue's bound ([alerts]).
+    alert_rules: list[Rule] = field(default_factory=list)
+    webhook_queue: int = 1_000
+    #: The collector's JSON event log (--json-log, ``json_log``), or None.
+    json_log: Path | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -68,7 +74,8 @@ def is_loopback(host: str) -> bool:
 FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins", "tls_cert", "tls_key",
              "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second",
              "retention_days", "retention_interval", "retention_batch", "graph_read_url",
-             "partition_by_site"}  # fmt: skip
+             "partition_by_site",
+             "alert", "alerts", "json_log"}  # fmt: skip
 PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens")
 
 
@@ -128,6 +135,21 @@ def load(args: Any) -> CollectorConfig:
                 raise ConfigError(f"{path}: [plugins] budget_ms must be between 1 and 60000")
             cfg.plugin_budget = budget / 1000
         cfg.plugin_config = {k: v for k, v in plugins.items() if isinstance(v, dict)}
+        cfg.alert_rules = parse_rules(data.get("alert"))
+        settings = data.get("alerts", {})
+        if not isinstance(settings, dict) or set(settings) - {"webhook_queue"}:
+            raise ConfigError(
+                f"{path}: [alerts] holds only webhook_queue; rules are [[alert]] tables"
+            )
+        if "webhook_queue" in settings:
+            q = settings["webhook_queue"]
+            if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 1_000_000:
+                raise ConfigError(
+                    f"{path}: [alerts] webhook_queue must be a whole number from 1 to 1000000"
+                )
+            cfg.webhook_queue = q
+        if data.get("json_log"):
+            cfg.json_log = Path(str(data["json_log"]))
     for key in ("listen", "http", "graph_url", "graph"):
         value = getattr(args, key)
         if value is not None:
@@ -150,6 +172,8 @@ def load(args: Any) -> CollectorConfig:
         cfg.partition_by_site = True
     if args.ready_file:
         cfg.ready_file = Path(args.ready_file)
+    if getattr(args, "json_log", None):
+        cfg.json_log = Path(args.json_log)
     return validate(cfg)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +183,9 @@ class IngestService(wire_pb2_grpc.IngestServicer):
         self._writes_sem = asyncio.Semaphore(self.limits.max_writes)
         self.stats = IngestStats()
         self._failures: dict[str, int] = {}  # consecutive failed writes, by sensor id
+        #: Called with every batch once it is applied (the alert rules); never with a
+        #: duplicate, so a resent batch is seen once. An observer that raises is logged.
+        self.observers: list[Callable[[SensorInfo, wire_pb2.Batch], Awaitable[None]]] = []
 
     async def _reject(self, context: Context, code: grpc.StatusCode, why: str) -> None:
         self.stats.rejected += 1
@@ -322,6 +325,8 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                         await asyncio.sleep(wait)  # backpressure: the ack comes later
                     outcome = await self._apply_batch(context, sensor, env)
                     self.stats.batches += 1
+                    if outcome is Outcome.APPLIED:
+                        await self._observe(sensor, env.batch)
                 elif env.HasField("gap"):
                     outcome = await self.store.gap(sensor, env.seq, env.gap)
                     self.stats.gaps += 1
@@ -341,6 +346,13 @@ class IngestService(wire_pb2_grpc.IngestServicer):
             if outcome.value == "duplicate":
                 self.stats.duplicates += 1
             yield wire_pb2.Ack(epoch=sensor.epoch, acked_seq=env.seq)
+
+    async def _observe(self, sensor: SensorInfo, batch: wire_pb2.Batch) -> None:
+        for observer in self.observers:
+            try:
+                await observer(sensor, batch)
+            except Exception:
+                log.exception("an observer of sensor %s's batch failed; ingest goes on", sensor.id)
 
     async def _apply_batch(
         self, context: Context, sensor: SensorInfo, env: wire_pb2.Envelope

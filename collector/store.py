@@ -256,6 +256,9 @@ class GraphStore:
         #: This collector's id in the graph's locks (collector/lifecycle.py).
         self.owner = lifecycle.new_owner()
         self.enrich: Enricher | None = None
+        #: Called with (event, fields) for what the collector's event log records: sensor
+        #: identity conflicts and gaps (collector/events.py).
+        self.events: Callable[[str, dict[str, Any]], None] | None = None
         self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
         self._host_written: dict[tuple[str, str], float] = {}
         self._addresses: set[str] = set()
@@ -353,6 +356,10 @@ class GraphStore:
                 hello.machine_id,
                 previous_machine,
             )
+            if self.events is not None:
+                self.events("identity_conflict", {"sensor": sensor.id,
+                            "machine_id": hello.machine_id, "previous_machine_id": previous_machine,
+                            "hostname": hello.hostname})  # fmt: skip
         return int(acked)
 
     async def mark(self, sensor_id: str) -> tuple[str, int] | None:
@@ -395,6 +402,14 @@ class GraphStore:
                 self._enriched[(scope, ip)] = props
             rows.append(host_row(ip, sensor.site, ts, props))
         return rows
+
+    def country_of(self, ip: str, site: str) -> str:
+        """The country code this collector enriched ``ip`` with ("" when unknown)."""
+        try:
+            props = self._enriched.get((scope_of(ip, site), addr_info(ip)[0]))
+        except ValueError:
+            return ""
+        return str((props or {}).get("country_code") or "")
 
     def _hosts_written(self, rows: list[dict[str, Any]]) -> None:
         if len(self._host_written) > 1_000_000:
@@ -553,6 +568,11 @@ class GraphStore:
                 gap.lost_items,
                 gap.reason,
             )
+            if self.events is not None:
+                self.events("gap", {"sensor": sensor.id, "epoch": sensor.epoch,
+                            "first_seq": gap.first_seq, "seq": seq,
+                            "lost_envelopes": gap.lost_envelopes, "lost_items": gap.lost_items,
+                            "reason": gap.reason})  # fmt: skip
             return Outcome.APPLIED
         return await self._explain(sensor, seq)
 

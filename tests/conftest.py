@@ -68,10 +68,11 @@ def graph_query(
 
 
 def connects(
-    url: str, graph: str, proto: str = "tcp"
+    url: str, graph: str, proto: str | None = "tcp"
 ) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """All CONNECTS edges of ``proto``, keyed by (client, server, dport). The fixtures' UDP
-    (DNS queries among the TCP) makes ``proto: "udp"`` edges of the udp plugin besides."""
+    """All CONNECTS edges of ``proto`` (None: of every protocol), keyed by (client, server,
+    dport). The fixtures' UDP (DNS queries among the TCP) makes ``proto: "udp"`` edges of the udp
+    plugin besides."""
     fields = (
         "count", "attempts", "refused", "unanswered", "abandoned", "evicted", "syn_retransmits",
         "rtt_ms_min", "rtt_ms_max", "rtt_samples", "client_rtt_ms_min", "client_rtt_ms_max",
@@ -80,7 +81,7 @@ def connects(
     rows = graph_query(
         url,
         graph,
-        "MATCH (c:Host)-[e:CONNECTS]->(s:Host) WHERE e.proto = $proto RETURN c.ip, s.ip, e.dport, "
+        "MATCH (c:Host)-[e:CONNECTS]->(s:Host) WHERE $proto IS NULL OR e.proto = $proto RETURN c.ip, s.ip, e.dport, "
         + ", ".join(f"e.{f}" for f in fields),
         {"proto": proto},
     )

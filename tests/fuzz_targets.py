@@ -430,7 +430,8 @@ def handshake_rows_target(data: bytes) -> str:
     """``Batch.FromString`` then the handshake plugin's ``ng_graph_writes`` (collector side).
 
     Contract: a parsed batch becomes None or GraphWrites without raising. A row without two
-    host addresses (a scoped IPv6 address is none) or with a port outside 1..65535 is skipped; every other row is written, keyed by
+    host addresses (a scoped IPv6 address is none), with a port outside 1..65535 or with a
+    protocol other than TCP (0 or 6) is skipped; every other row is written, keyed by
     the canonical addresses, since (scope, ip) is the Host key. Every parameter is one FalkorDB
     stores as given (no NUL in strings, int64 integers, identifier map keys).
     """
@@ -457,7 +458,10 @@ def handshake_rows_target(data: bytes) -> str:
     want = {
         (host_address(h.client), host_address(h.server), h.dport)
         for h in batch.handshakes
-        if host_address(h.client) and host_address(h.server) and 0 < h.dport <= 0xFFFF
+        if host_address(h.client)
+        and host_address(h.server)
+        and 0 < h.dport <= 0xFFFF
+        and h.proto in (0, 6)
     }
     assert keys == want, f"rows written {sorted(keys)} != valid rows {sorted(want)}"
     return f"{len(keys)} rows of {len(batch.handshakes)}"

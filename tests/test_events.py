@@ -190,3 +190,34 @@ def test_a_running_sensor_reopens_on_sighup_and_after_a_move(
     shakes = [e for e in lines(*files) if e["event"] == "handshake"]
     got = Counter((e["client"], e["server"], e["dport"], e["verdict"]) for e in shakes)
     assert got == want_verdicts()
+
+
+def test_the_collector_log_holds_one_alert_per_destination_and_reopens_on_sighup(
+    collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path: Path
+) -> None:
+    """A rule that fires on any RTT sample: one alert per (sensor, destination with an RTT
+    sample in handshakes.pcap's definition). Between two replays the log is moved away and the
+    collector gets SIGHUP: the second replay's alerts are in the new file."""
+    conf = tmp_path / "collector.toml"
+    conf.write_text('[[alert]]\nname = "any"\nwhen = "rtt"\nthreshold_ms = 0\nx = 1\nn = 1\n'
+                    'actions = ["json_log"]\n')  # fmt: skip
+    path = tmp_path / "collector-events.json"
+    collector = collector_factory("--graph-url", falkordb_url, "--graph", graph_name,
+                                  "-c", str(conf), "--json-log", str(path)).start()  # fmt: skip
+    servers = {e["server"] for e in expected("handshakes.expected.json") if e["rtt_samples"]}
+    for sid in ("first", "second"):
+        result = run_sensor("-r", str(PCAPS / "handshakes.pcap"), "--collector",
+                            collector.address, "--sensor-id", sid)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        if sid == "first":
+            path.rename(tmp_path / "collector-events.json.1")
+            assert collector.proc is not None
+            collector.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while not path.exists():
+                assert time.monotonic() < deadline, "not reopened after SIGHUP"
+                time.sleep(0.05)
+    for name, sid in (("collector-events.json.1", "first"), ("collector-events.json", "second")):
+        alerts = [e for e in lines(tmp_path / name) if e["event"] == "alert"]
+        assert {e["details"]["dst"] for e in alerts} == servers, name
+        assert len(alerts) == len(servers) and {e["sensor"] for e in alerts} == {sid}

@@ -600,8 +600,12 @@ class GraphModel:
 
     def _apply(self, sid: str, site: str, batch: wire_pb2.Batch) -> None:
         for h in batch.handshakes:
-            # A row without two host addresses, or without a port, is skipped (and counted).
+            # A row without two host addresses, without a port, or claiming another protocol
+            # than TCP (handshakes are TCP; UDP flows are the udp plugin's) is skipped (and
+            # counted).
             if not (host_address(h.client) and host_address(h.server) and 0 < h.dport <= 0xFFFF):
+                continue
+            if h.proto not in (0, 6):
                 continue
             c, s = self._host(h.client, site), self._host(h.server, site)
             assert c is not None and s is not None

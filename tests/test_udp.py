@@ -253,3 +253,47 @@ def test_a_bad_setting_is_one_sentence_and_the_default(collector: Collector, tmp
     assert "[plugins.udp] min_client_port must be an integer from 0 to 65535, not 'high'" in log
     assert "Traceback" not in log
     assert set(udp_edges(collector)) == set(scenario.FLOWS.values())
+
+
+# --- flood bounds -----------------------------------------------------------------------------
+
+FLOOD_SOURCES = 3_000
+FLOOD_BUDGET = 100
+
+
+def test_a_spoofed_flood_is_folded_past_the_budget(tmp_path: Any) -> None:
+    """3,000 forged sources send one datagram each to 198.51.100.53:53, unanswered, within one
+    flush interval; one real client gets its answer. With max_unanswered_rows = 100, the
+    sensor sends the answered row, 100 unanswered rows and one row from 0.0.0.0 holding the
+    other 2,900 flows."""
+    import frames as F
+
+    from net_gazer.testing import payloads, sensor_run
+    from net_gazer.v1 import udp_pb2
+
+    server = "198.51.100.53"
+    t0 = 1_700_000_000
+    frames_ = [(f"{t0}.000100", F.ether(F.udp("192.0.2.7", server, 40000, 53, b"real")))]
+    frames_.append((f"{t0}.000200", F.ether(F.udp(server, "192.0.2.7", 53, 40000, b"answer"))))
+    for i in range(FLOOD_SOURCES):
+        src = f"10.{i // 250}.{i % 250}.1"
+        frames_.append(
+            (f"{t0}.{300 + i:06d}", F.ether(F.udp(src, server, 30000 + i, 53, b"x" * 8)))
+        )
+    pcap = tmp_path / "flood.pcap"
+    F.write_pcap(pcap, 1, frames_)
+    run = sensor_run(pcap, plugins=["udp"], config={"udp": {"max_unanswered_rows": FLOOD_BUDGET}})
+    rows = [r for rep in payloads(run.batches, "udp", udp_pb2.UdpReport) for r in rep.rows]
+    answered = [r for r in rows if r.packets_s2c]
+    folded = [r for r in rows if r.client == "0.0.0.0"]
+    itemized = [r for r in rows if not r.packets_s2c and r.client != "0.0.0.0"]
+    assert [(r.client, r.flows) for r in answered] == [("192.0.2.7", 1)]
+    assert len(itemized) == FLOOD_BUDGET and all(r.flows == 1 for r in itemized)
+    assert [(r.flows, r.packets_c2s, r.bytes_c2s) for r in folded] == [
+        (
+            FLOOD_SOURCES - FLOOD_BUDGET,
+            FLOOD_SOURCES - FLOOD_BUDGET,
+            8 * (FLOOD_SOURCES - FLOOD_BUDGET),
+        )
+    ]
+    assert run.counters["plugin_udp_unanswered_rows_folded"] == FLOOD_SOURCES - FLOOD_BUDGET - 1
