@@ -202,30 +202,27 @@ async def migrate(
 
 # -- retention ---------------------------------------------------------------------------------
 
-#: Retention's steps, in order. Each query deletes at most ``$n`` items and returns how many it
-#: deleted; a step repeats until it deletes fewer than ``$n``. Per trace, its AT edges go first
-#: (a trace has up to 255), then the Trace nodes themselves (with RAN, TO and CHANGED).
+#: Retention's first step, per trace: the AT edges of a few old traces (a trace has up to 255),
+#: then those traces once they have none left (with RAN, TO and CHANGED). The two queries
+#: alternate, so emptied traces go at once and the next scan does not walk over them again.
+TRACE_AT_CYPHER = """
+MATCH (t:Trace)-[:AT]->() WHERE t.finished < $cutoff
+WITH DISTINCT t LIMIT $traces
+MATCH (t)-[a:AT]->()
+WITH a LIMIT $n
+DELETE a
+RETURN count(a)
+"""
+TRACE_CYPHER = """
+MATCH (t:Trace) WHERE t.finished < $cutoff AND NOT (t)-[:AT]->()
+WITH t LIMIT $n
+DETACH DELETE t
+RETURN count(t)
+"""
+
+#: The steps after the traces, in order. Each query deletes at most ``$n`` items and returns
+#: how many; a step repeats until it deletes fewer than ``$n``.
 RETENTION_STEPS: tuple[tuple[str, str], ...] = (
-    (
-        "at",
-        """
-        MATCH (t:Trace)-[:AT]->() WHERE t.finished < $cutoff
-        WITH DISTINCT t LIMIT $traces
-        MATCH (t)-[a:AT]->()
-        WITH a LIMIT $n
-        DELETE a
-        RETURN count(a)
-        """,
-    ),
-    (
-        "traces",
-        """
-        MATCH (t:Trace) WHERE t.finished < $cutoff AND NOT (t)-[:AT]->()
-        WITH t LIMIT $n
-        DETACH DELETE t
-        RETURN count(t)
-        """,
-    ),
     (
         "connects",
         """
@@ -298,32 +295,45 @@ async def retention_pass(
         return result
     result.ran = True
     traces_per_query = max(1, batch // 32)
+    params = {"cutoff": cutoff, "n": batch, "traces": traces_per_query}
+
+    async def step(cypher: str) -> int:
+        res = await graph.query(with_params(cypher, params))
+        result.queries += 1
+        done = int(res.result_set[0][0]) if res.result_set else 0
+        result.largest = max(result.largest, done)
+        if not await acquire(graph, "retention", owner, lease=lease, now=clock()):
+            raise LifecycleError("the retention lock passed to another collector")
+        if pause:
+            await asyncio.sleep(pause)
+        return done
+
     try:
+        result.deleted = {"at": 0, "traces": 0}
+        while result.queries < max_queries:
+            at = await step(TRACE_AT_CYPHER)
+            result.deleted["at"] += at
+            if result.queries >= max_queries:
+                break
+            traces = await step(TRACE_CYPHER)
+            result.deleted["traces"] += traces
+            if at == 0 and traces < batch:
+                break
         for kind, cypher in RETENTION_STEPS:
             total = 0
             while result.queries < max_queries:
-                res = await graph.query(
-                    with_params(cypher, {"cutoff": cutoff, "n": batch, "traces": traces_per_query})
-                )
-                result.queries += 1
-                done = int(res.result_set[0][0]) if res.result_set else 0
+                done = await step(cypher)
                 total += done
-                result.largest = max(result.largest, done)
-                if not await acquire(graph, "retention", owner, lease=lease, now=clock()):
-                    raise LifecycleError("the retention lock passed to another collector")
-                # AT edges are taken a few traces at a time: go on until none is left.
-                if done == 0 or (kind != "at" and done < batch):
+                if done < batch:
                     break
-                if pause:
-                    await asyncio.sleep(pause)
             result.deleted[kind] = total
-        params: dict[str, Any] = {"id": SCHEMA_ID, "at": clock(), "cutoff": cutoff}
-        params["deleted"] = [f"{k}={v}" for k, v in result.deleted.items()]
+        state: dict[str, Any] = {"id": SCHEMA_ID, "at": clock(), "cutoff": cutoff}
+        state["deleted"] = [f"{k}={v}" for k, v in result.deleted.items()]
         await graph.query(
             with_params(
-                "MERGE (x:Schema {id: $id}) SET x.retention_at = $at, "
+                "MATCH (x:Schema {id: $id}) SET x.retention_at = $at, "
                 "x.retention_cutoff = $cutoff, x.retention_deleted = $deleted",
-                params,
+                state,
             )
         )
     finally:

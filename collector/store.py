@@ -32,6 +32,7 @@ The collector's status shows the same counts since its start (``IngestService.st
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
@@ -304,10 +305,29 @@ class GraphStore:
             except redis.exceptions.ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise
+        await self._indexes_built()
         await lifecycle.ensure_schema_node(
             self.graph, self.db.connection.execute_command, self.graph_name
         )
         await self.migrate()
+
+    async def _indexes_built(self, wait: float = 600.0) -> None:
+        """Wait while FalkorDB builds new indexes over existing data (in the background): a
+        lookup meanwhile misses what is not indexed yet, and migrations and retention must not
+        (an old trace was not found by the first retention pass after the index was added)."""
+        deadline = time.monotonic() + wait
+        said = False
+        while time.monotonic() < deadline:
+            res = await self.graph.ro_query("CALL db.indexes() YIELD label, status")
+            pending = [label for label, status in res.result_set if status != "OPERATIONAL"]
+            if not pending:
+                return
+            if not said:
+                log.info("graph %s: waiting for indexes being built on %s", self.graph_name,
+                         ", ".join(sorted(set(pending))))  # fmt: skip
+                said = True
+            await asyncio.sleep(0.1)
+        log.warning("graph %s: indexes still being built after %.0f s", self.graph_name, wait)
 
     async def migrate(self) -> dict[int, int]:
         """Bring the graph to SCHEMA_VERSION (see MIGRATIONS) under the migration lock; return
