@@ -61,8 +61,9 @@ def _clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NG_PLUGINS_ALLOW", "NG_PLUGIN_TRACE"):
         monkeypatch.delenv(name, raising=False)
     # The host is tested with the handshake plugin as its one built-in; the quality, dpi and
-    # udp plugins have tests of their own (tests/test_quality_*.py, test_dpi.py, test_udp*.py).
-    monkeypatch.setenv("NG_PLUGINS_BLOCK", "quality,dpi,udp")
+    # udp and traceroute plugins have tests of their own (tests/test_quality_*.py, test_dpi.py,
+    # test_udp*.py, tests/test_traceroute_*.py).
+    monkeypatch.setenv("NG_PLUGINS_BLOCK", "quality,dpi,udp,traceroute")
 
 
 # --- test plugins -----------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_builtin_handshake_plugin_registers_collector_hooks_in_the_collector_hos
 
 
 def test_block_list_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NG_PLUGINS_BLOCK", "handshake")
+    monkeypatch.setenv("NG_PLUGINS_BLOCK", "handshake,traceroute")
     host = pluginhost.create("net_gazer.sensor", hookspecs)
     assert "handshake" not in host.infos
     assert host.implemented_by("ng_handshake") == []

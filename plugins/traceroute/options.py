@@ -60,7 +60,7 @@ class Options:
     deny: list[str] = field(default_factory=list)
     contact: str = DEFAULT_CONTACT
     #: Seconds the stopping sensor waits for the traces in flight.
-    drain: float = 2.0
+    drain: float = 1.0
     allow_set: NetworkSet | None = field(default=None, repr=False)
     deny_set: NetworkSet = field(default_factory=lambda: NetworkSet([]), repr=False)
 

@@ -269,7 +269,9 @@ def ng_sensor_stop(ctx: PluginContext) -> None:
     runner = _runner(ctx)
     if runner is None:
         return
-    runner.drain(runner.opts.drain)
+    # A replay waits for its traces; a live sensor stops at once (the wait would block the
+    # event loop while the collector stream is closing), its traces in flight as they stand.
+    runner.drain(runner.opts.drain if ctx.replay else 0.0)
     runner.stop()
     _report(ctx, runner)
 
