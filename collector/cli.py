@@ -97,6 +97,29 @@ def parser() -> argparse.ArgumentParser:
         help="per-sensor rate; above it acks slow down (backpressure); 0 = unlimited (default 20000)",
     )
     p.add_argument(
+        "--graph-read-url",
+        metavar="URL",
+        help="a FalkorDB replica (redis://HOST:PORT) for the web's reads; default: --graph-url",
+    )
+    p.add_argument(
+        "--partition-by-site",
+        action="store_true",
+        default=None,
+        help="write each sensor site to its own graph, <graph>_<site> (for a FalkorDB cluster)",
+    )
+    p.add_argument(
+        "--retention-days",
+        type=float,
+        metavar="DAYS",
+        help="delete traces, edges, hosts and names older than DAYS (default 0: keep everything)",
+    )
+    p.add_argument(
+        "--retention-interval",
+        type=float,
+        metavar="SECONDS",
+        help="time between two retention passes over all collectors of a graph (default 3600)",
+    )
+    p.add_argument(
         "--json-log",
         metavar="FILE",
         help="write one JSON object per line to FILE for each alert, sensor identity conflict "
@@ -166,10 +189,11 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
 
     from net_gazer.collector import plugins as plugin_loader
     from net_gazer.collector.ingest import IngestService, add_to_server
+    from net_gazer.collector.partition import SiteGraphsReader, SiteStores
     from net_gazer.collector.store import GraphStore
     from net_gazer.collector.web import WebConfig, create_app
 
-    store = GraphStore.connect(url, cfg.graph)
+    store = (SiteStores if cfg.partition_by_site else GraphStore).connect(url, cfg.graph)
     try:
         await store.ensure_schema()
         aof = await store.aof_enabled()
@@ -280,9 +304,13 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
             "plugin_lost": dict(store.stats.plugin_lost),
         }
 
+    read_url = cfg.graph_read_url or url
     app = create_app(
-        WebConfig(graph_url=url, graph=cfg.graph, status=status, plugins=plugin_status)
+        WebConfig(graph_url=read_url, graph=cfg.graph, status=status, plugins=plugin_status)
     )
+    if isinstance(store, SiteStores):  # the web reads across every site's graph
+        app.extensions["ng_graph"] = SiteGraphsReader(read_url, cfg.graph)
+
     from net_gazer.collector.alerts import web as alerts_web
 
     app.config["NG_ALERTS"] = alerts.status
@@ -312,10 +340,25 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         )
 
     from net_gazer import tasks
+    from net_gazer.collector import lifecycle
 
     supervisor = (
         tasks.spawn(embedded.supervise(), name="falkordb-supervisor")
         if embedded is not None
+        else None
+    )
+    retention = (
+        tasks.spawn(
+            lifecycle.retention_loop(
+                store.site_graphs if isinstance(store, SiteStores) else store.one_graph,
+                days=cfg.retention_days,
+                owner=store.owner,
+                interval=cfg.retention_interval,
+                batch=cfg.retention_batch,
+            ),
+            name="retention",
+        )
+        if cfg.retention_days > 0
         else None
     )
     stop = asyncio.Event()
@@ -333,6 +376,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     await stop.wait()
     log.info("stopping")
     await tasks.cancel(supervisor)
+    await tasks.cancel(retention)
     await server.stop(grace=STOP_GRACE)
     web.close()
     await alerts.stop()

@@ -46,6 +46,15 @@ class CollectorConfig:
     plugin_budget: float = 0.25
     plugin_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     verbose: int = 0
+    #: Retention (collector/lifecycle.py): days kept (0: everything), seconds between passes,
+    #: items deleted per query.
+    retention_days: float = 0.0
+    retention_interval: float = 3600.0
+    retention_batch: int = 1000
+    #: A FalkorDB replica for the web's reads ("" = graph_url).
+    graph_read_url: str = ""
+    #: One graph per sensor site, <graph>_<site> (collector/partition.py).
+    partition_by_site: bool = False
     #: Alert rules ([[alert]] tables, docs/alerts.md) and the webhook queue's bound ([alerts]).
     alert_rules: list[Rule] = field(default_factory=list)
     webhook_queue: int = 1_000
@@ -64,6 +73,8 @@ def is_loopback(host: str) -> bool:
 
 FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins", "tls_cert", "tls_key",
              "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second",
+             "retention_days", "retention_interval", "retention_batch", "graph_read_url",
+             "partition_by_site",
              "alert", "alerts", "json_log"}  # fmt: skip
 PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens")
 
@@ -90,6 +101,8 @@ def load(args: Any) -> CollectorConfig:
         if data.get("data_dir"):
             cfg.data_dir = Path(str(data["data_dir"]))
         cfg.insecure = bool(data.get("insecure", False))
+        cfg.graph_read_url = str(data.get("graph_read_url", ""))
+        cfg.partition_by_site = bool(data.get("partition_by_site", False))
         for key in PATH_KEYS:
             if data.get(key):
                 setattr(cfg, key, Path(str(data[key])))
@@ -97,6 +110,9 @@ def load(args: Any) -> CollectorConfig:
             ("max_message_bytes", int),
             ("max_sensors", int),
             ("rows_per_second", float),
+            ("retention_days", float),
+            ("retention_interval", float),
+            ("retention_batch", int),
         ):
             if key in data:
                 value = data[key]
@@ -145,10 +161,15 @@ def load(args: Any) -> CollectorConfig:
         value = getattr(args, key)
         if value:
             setattr(cfg, key, Path(value))
-    for key in ("max_message_bytes", "max_sensors", "rows_per_second"):
-        value = getattr(args, key)
+    for key in ("max_message_bytes", "max_sensors", "rows_per_second", "retention_days",
+                "retention_interval"):  # fmt: skip
+        value = getattr(args, key, None)
         if value is not None:
             setattr(cfg, key, value)
+    if getattr(args, "graph_read_url", None):
+        cfg.graph_read_url = args.graph_read_url
+    if getattr(args, "partition_by_site", None):
+        cfg.partition_by_site = True
     if args.ready_file:
         cfg.ready_file = Path(args.ready_file)
     if getattr(args, "json_log", None):
@@ -181,9 +202,21 @@ def validate(cfg: CollectorConfig) -> CollectorConfig:
         raise ConfigError("--max-sensors must be at least 1")
     if cfg.rows_per_second < 0:
         raise ConfigError("--rows-per-second must be 0 (unlimited) or positive")
+    if cfg.retention_days < 0:
+        raise ConfigError("--retention-days must be 0 (keep everything) or positive")
+    if cfg.retention_interval < 1:
+        raise ConfigError("--retention-interval must be at least 1 second")
+    if not 1 <= cfg.retention_batch <= 1_000_000:
+        raise ConfigError("retention_batch must be between 1 and 1000000")
     if cfg.graph_url and not cfg.graph_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             "--graph-url must look like redis://HOST:PORT, rediss://HOST:PORT or unix:///path"
+        )
+    if cfg.graph_read_url and not cfg.graph_read_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            "--graph-read-url must look like redis://HOST:PORT, rediss://HOST:PORT or unix:///path"
         )
     if not cfg.graph or not cfg.graph.replace("_", "").replace("-", "").isalnum():
         raise ConfigError("the graph name may hold letters, digits, '_' and '-' only")

@@ -32,11 +32,13 @@ The collector's status shows the same counts since its start (``IngestService.st
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,7 @@ from typing import Any
 import redis.exceptions
 from falkordb.asyncio import FalkorDB
 
+from net_gazer.collector import history, lifecycle
 from net_gazer.collector.cypher import literal, with_params
 from net_gazer.collector.graphwrite import GraphWrite, Loss, SensorInfo
 from net_gazer.netaddr import GLOBAL_SCOPE, addr_info, scope_of
@@ -61,6 +64,17 @@ INDEXES: tuple[tuple[str, str], ...] = (
     ("Trace", "id"),
     ("Trace", "dst"),
     ("Trace", "sensor"),
+    ("Trace", "started"),
+    ("Trace", "finished"),
+    ("Host", "last_seen"),
+    ("Host", "name_seen"),
+    ("Schema", "id"),
+)
+#: Relationship properties that lookups filter on: retention's age scans, the change history.
+REL_INDEXES: tuple[tuple[str, str], ...] = (
+    ("CONNECTS", "last_seen"),
+    ("ROUTE", "last_seen"),
+    ("CHANGED", "at"),
 )
 
 HOSTS_CYPHER = """
@@ -90,19 +104,16 @@ FOREACH (k IN $edges |
 )
 """
 
-#: ``proto`` became part of the CONNECTS key (with the udp plugin): edges written before carry
-#: no ``proto`` (an edge made by EDGES_CYPHER) or ``'tcp'``, and every one of them is TCP. The
-#: migration is idempotent, so two collectors starting at once both running it do no harm; the
-#: ``Schema`` node records that it ran, so later starts skip the scan.
-SCHEMA_VERSION = 2
-MIGRATIONS: dict[int, str] = {
+#: Schema steps (collector/lifecycle.py runs them once, under a lock in the graph):
+#:
+#: - 2: ``proto`` became part of the CONNECTS key (with the udp plugin): edges written before
+#:   carry no ``proto`` (an edge made by EDGES_CYPHER) or ``'tcp'``, and every one of them is TCP.
+#: - 3: route changes (``CHANGED`` between consecutive traces) for the traces already stored.
+SCHEMA_VERSION = 3
+MIGRATIONS: dict[int, lifecycle.Migration] = {
     2: "MATCH ()-[e:CONNECTS]->() WHERE e.proto IS NULL SET e.proto = 'tcp' RETURN count(e)",
+    3: history.backfill,
 }
-SCHEMA_CYPHER = "MATCH (x:Schema {id: 'net_gazer'}) RETURN x.version"
-SCHEMA_SET_CYPHER = (
-    "MERGE (x:Schema {id: 'net_gazer'}) SET x.version = CASE WHEN x.version IS NULL OR "
-    "x.version < $version THEN $version ELSE x.version END, x.migrated_at = $now"
-)
 
 HELLO_CYPHER = """
 MERGE (s:Sensor {id: $sid})
@@ -165,6 +176,9 @@ class StoreStats:
     #: Parts of applied batches each collector plugin lost (see the module docstring).
     plugin_lost: dict[str, int] = field(default_factory=dict)
     unhandled_extensions: int = 0
+    #: Route changes recorded between consecutive traces (collector/history.py).
+    route_changes: int = 0
+    route_change_errors: int = 0
 
 
 def loss_property(plugin: str) -> str:
@@ -215,6 +229,23 @@ def host_row(ip: str, site: str, ts: float, props: dict[str, Any]) -> dict[str, 
     }
 
 
+def open_db(url: str) -> FalkorDB:
+    """A client for ``unix:///path``, ``redis://[user:password@]host:port`` or ``rediss://``.
+    Host and credentials are passed one by one rather than through ``FalkorDB.from_url``: the
+    client's cluster detection (a FalkorDB cluster in Redis Cluster mode) fails with a
+    KeyError for a connection built from a URL (falkordb 1.8.1)."""
+    if url.startswith("unix://"):
+        return FalkorDB(unix_socket_path=url.removeprefix("unix://"))
+    parts = urllib.parse.urlsplit(url)
+    return FalkorDB(
+        host=parts.hostname or "localhost",
+        port=parts.port or 6379,
+        username=urllib.parse.unquote(parts.username) if parts.username else None,
+        password=urllib.parse.unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme == "rediss",
+    )
+
+
 class GraphStore:
     """Async access to one graph. Build with :meth:`connect`."""
 
@@ -223,6 +254,8 @@ class GraphStore:
         self.graph_name = graph
         self.graph = db.select_graph(graph)
         self.stats = StoreStats()
+        #: This collector's id in the graph's locks (collector/lifecycle.py).
+        self.owner = lifecycle.new_owner()
         self.enrich: Enricher | None = None
         #: Called with (event, fields) for what the collector's event log records: sensor
         #: identity conflicts and gaps (collector/events.py).
@@ -234,14 +267,14 @@ class GraphStore:
 
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
-        if url.startswith("unix://"):
-            db = FalkorDB(unix_socket_path=url.removeprefix("unix://"))
-        else:
-            db = FalkorDB.from_url(url)
-        return cls(db, graph)
+        return cls(open_db(url), graph)
 
     async def close(self) -> None:
         await self.db.aclose()
+
+    async def one_graph(self) -> list[Any]:
+        """This store's graph, as the list the retention loop takes."""
+        return [self.graph]
 
     async def ping(self) -> bool:
         try:
@@ -262,33 +295,46 @@ class GraphStore:
                     existing.add((label, p))
         except redis.exceptions.ResponseError:
             pass  # empty graph: no indexes yet
-        for label, prop in INDEXES:
+        wanted = [(label, prop, f"(n:{label})") for label, prop in INDEXES]
+        wanted += [(rel, prop, f"()-[n:{rel}]-()") for rel, prop in REL_INDEXES]
+        for label, prop, pattern in wanted:
             if (label, prop) in existing:
                 continue
             try:
-                await self.graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+                await self.graph.query(f"CREATE INDEX FOR {pattern} ON (n.{prop})")
             except redis.exceptions.ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise
+        await self._indexes_built()
+        await lifecycle.ensure_schema_node(
+            self.graph, self.db.connection.execute_command, self.graph_name
+        )
         await self.migrate()
 
-    async def migrate(self) -> int:
-        """Bring the graph to SCHEMA_VERSION (see MIGRATIONS); returns the edges changed."""
-        res = await self.graph.query(SCHEMA_CYPHER)
-        version = int(res.result_set[0][0] or 1) if res.result_set else 1
-        changed = 0
-        for target in sorted(MIGRATIONS):
-            if version < target:
-                out = await self.graph.query(MIGRATIONS[target])
-                changed += int(out.result_set[0][0]) if out.result_set else 0
-        if version < SCHEMA_VERSION:
-            await self.graph.query(
-                with_params(SCHEMA_SET_CYPHER, {"version": SCHEMA_VERSION, "now": time.time()})
-            )
-            if changed:
-                log.info("graph %s migrated to schema %d: %d edges changed", self.graph_name,
-                         SCHEMA_VERSION, changed)  # fmt: skip
-        return changed
+    async def _indexes_built(self, wait: float = 600.0) -> None:
+        """Wait while FalkorDB builds new indexes over existing data (in the background): a
+        lookup meanwhile misses what is not indexed yet, and migrations and retention must not
+        (an old trace was not found by the first retention pass after the index was added)."""
+        deadline = time.monotonic() + wait
+        said = False
+        while time.monotonic() < deadline:
+            res = await self.graph.ro_query("CALL db.indexes() YIELD label, status")
+            pending = [label for label, status in res.result_set if status != "OPERATIONAL"]
+            if not pending:
+                return
+            if not said:
+                log.info("graph %s: waiting for indexes being built on %s", self.graph_name,
+                         ", ".join(sorted(set(pending))))  # fmt: skip
+                said = True
+            await asyncio.sleep(0.1)
+        log.warning("graph %s: indexes still being built after %.0f s", self.graph_name, wait)
+
+    async def migrate(self) -> dict[int, int]:
+        """Bring the graph to SCHEMA_VERSION (see MIGRATIONS) under the migration lock; return
+        what each step that ran changed."""
+        return await lifecycle.migrate(
+            self.graph, MIGRATIONS, SCHEMA_VERSION, owner=self.owner, name=self.graph_name
+        )
 
     # -- delivery ---------------------------------------------------------------------------
     async def hello(self, sensor: SensorInfo, hello: wire_pb2.Hello) -> int:
@@ -501,8 +547,21 @@ class GraphStore:
             for plugin, n in per_plugin.items():
                 self.stats.plugin_lost[plugin] = self.stats.plugin_lost.get(plugin, 0) + n
             self.stats.unhandled_extensions += unhandled
+            await self._record_changes(sensor, writes)
             return Outcome.APPLIED
         return await self._explain(sensor, seq)
+
+    async def _record_changes(self, sensor: SensorInfo, writes: list[GraphWrite]) -> None:
+        """Route changes around the batch's new traces (collector/history.py). The batch has
+        applied: a failure here is logged and costs only the CHANGED edges of these traces."""
+        ids = history.trace_ids(writes)
+        if not ids:
+            return
+        try:
+            self.stats.route_changes += await history.record_changes(self.graph, ids)
+        except redis.exceptions.RedisError as exc:
+            self.stats.route_change_errors += 1
+            log.error("route changes for sensor %s's traces not recorded: %s", sensor.id, exc)
 
     async def gap(self, sensor: SensorInfo, seq: int, gap: wire_pb2.Gap) -> Outcome:
         """Move the mark past envelopes the sensor had to drop, and count the loss."""

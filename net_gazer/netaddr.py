@@ -95,6 +95,17 @@ def collector_endpoint(value: str, what: str = "collector address") -> tuple[str
         ) from None
 
 
+def collector_targets(value: str, what: str = "collector address") -> list[str]:
+    """The addresses of ``--collector A[,B...]``, each checked by :func:`collector_endpoint`;
+    the sensor fails over from one to the next in turn."""
+    targets = [t.strip() for t in value.split(",") if t.strip()]
+    if not targets:
+        raise ConfigError(f"{what} {value!r} names no collector, e.g. 127.0.0.1:50051")
+    for t in targets:
+        collector_endpoint(t, what)
+    return targets
+
+
 def parse_networks(items: Iterable[str]) -> list[IPNetwork]:
     """Parse CIDRs (host bits allowed); raise ValueError naming the bad item."""
     nets: list[IPNetwork] = []

@@ -12,6 +12,7 @@ from net_gazer.netaddr import (
     PRIVATE_NETWORKS,
     NetworkSet,
     collector_endpoint,
+    collector_targets,
     default_route_interface,
     hosts,
     interface_addresses,
@@ -89,8 +90,10 @@ def build(cfg: SensorConfig, extra_plugins: list[tuple[str, object]] | None = No
             own_addresses=list(sensor.own_addresses),
         )
     fragments = [str(f) for _, f in host.safecall("ng_bpf_filter", ctx=sensor.ctx)]
-    tcp = collector_endpoint(cfg.collector)  # None for a unix: socket, nothing to exclude
-    exclude = exclusion_for(*tcp) if tcp is not None and cfg.read is None else []
+    exclude = []
+    for target in collector_targets(cfg.collector):  # every collector it may fail over to
+        tcp = collector_endpoint(target)  # None for a unix: socket, nothing to exclude
+        exclude += exclusion_for(*tcp) if tcp is not None and cfg.read is None else []
     # The plugins' own traffic (the traceroute plugin's probes and the answers to them).
     exclude += [str(f) for _, f in host.safecall("ng_bpf_exclude", ctx=sensor.ctx) if f]
     for h in handles:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from net_gazer.errors import ConfigError
-from net_gazer.netaddr import IPNetwork, collector_endpoint, parse_networks
+from net_gazer.netaddr import IPNetwork, collector_targets, parse_networks
 
 SEARCH_PATH = (
     Path("etc/net-gazer/net-gazer.toml"),
@@ -295,7 +295,7 @@ def _apply_file(cfg: SensorConfig, data: dict[str, Any], where: str) -> None:
 
 
 def _validate(cfg: SensorConfig) -> SensorConfig:
-    collector_endpoint(cfg.collector)
+    collector_targets(cfg.collector)
     if cfg.read is not None and cfg.interfaces:
         raise ConfigError("give either -r/--read FILE or -i/--iface, not both")
     if cfg.loop and cfg.read is None:

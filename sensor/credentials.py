@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from net_gazer.netaddr import collector_endpoint
+from net_gazer.netaddr import collector_endpoint, collector_targets
 from net_gazer.sensor.config import SensorConfig
 
 log = logging.getLogger(__name__)
@@ -17,8 +17,11 @@ def channel_credentials(cfg: SensorConfig) -> grpc.ChannelCredentials | None:
     warns when a token would cross a network in the clear."""
     if not cfg.tls:
         if cfg.token:
-            host, _ = collector_endpoint(cfg.collector) or ("localhost", 0)  # unix: is local
-            if host not in ("127.0.0.1", "::1", "localhost"):
+            hosts = [
+                (collector_endpoint(t) or ("localhost", 0))[0]  # unix: is local
+                for t in collector_targets(cfg.collector)
+            ]
+            if any(host not in ("127.0.0.1", "::1", "localhost") for host in hosts):
                 log.warning(
                     "sending the sensor token without TLS to %s: give --tls-ca", cfg.collector
                 )

@@ -270,7 +270,12 @@ class Outbox:
 
 
 class Streamer:
-    """Keeps the stream to the collector alive and the outbox flowing."""
+    """Keeps the stream to the collector alive and the outbox flowing.
+
+    ``target`` may name several collectors, comma-separated: when a stream to one fails, the
+    next is tried at once, and the backoff applies once every one has failed in turn. Which
+    collector serves the stream does not matter for delivery: the mark lives in the graph.
+    """
 
     def __init__(
         self,
@@ -284,7 +289,8 @@ class Streamer:
         server_name: str = "",
         token: str = "",
     ) -> None:
-        self.target = target
+        self.targets = [t.strip() for t in target.split(",") if t.strip()] or [target]
+        self.target = self.targets[0]
         self.credentials = credentials
         self.server_name = server_name
         self.metadata: tuple[tuple[str, str], ...] = (
@@ -309,6 +315,7 @@ class Streamer:
 
     async def _run(self) -> None:
         delay = self.backoff_min
+        failed_in_turn = 0
         while True:
             started = time.monotonic()
             try:
@@ -330,10 +337,20 @@ class Streamer:
             except Exception as exc:  # a bug must not end delivery: log it and reconnect
                 log.exception("unexpected error in the collector stream")
                 self._report(repr(exc))
+            was_connected = self.connected.is_set()
             self.connected.clear()
             if self._epoch_changed:  # not a failure: say hello for the new epoch at once
                 self._epoch_changed = False
                 continue
+            if len(self.targets) > 1:
+                failed_in_turn = 1 if was_connected else failed_in_turn + 1
+                index = (self.targets.index(self.target) + 1) % len(self.targets)
+                self.target = self.targets[index]
+                if failed_in_turn < len(self.targets):
+                    log.info("failing over to collector %s", self.target)
+                    self.reconnects += 1
+                    continue
+                failed_in_turn = 0
             if time.monotonic() - started > 10:
                 delay = self.backoff_min  # it was up for a while: start over
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
