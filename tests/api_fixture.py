@@ -127,3 +127,42 @@ def add_trace(
             {"tid": tid, "scope": scope_of(ip, site), "ip": ip, "ttl": ttl, "rtt": float(ttl),
              "family": 6 if ":" in ip else 4, "private": scope_of(ip, site) != "global"},
         )  # fmt: skip
+
+
+# Sensor gw1: three LAN clients, five servers, server i last seen at 1000 + i.
+GW1 = [
+    Conn(f"10.0.0.{c}", f"198.51.100.{i}", dport=443 if i % 2 else 80, last_seen=1000 + i + c / 10)
+    for i in range(1, 6)
+    for c in range(1, 4)
+]
+# Sensor gw2: one IPv6 client to two servers; 2001:db8:1::9 is the newest of all.
+GW2 = [
+    Conn("fd00::1", "2001:db8:1::9", dport=22, last_seen=2000.0, refused=1, completed=0,
+         attempts=1, rtt_ms=0.0),
+    Conn("fd00::1", "198.51.100.1", dport=443, last_seen=1500.0, rtt_ms=80.0),
+]  # fmt: skip
+
+
+def load_scenario(url: str, graph: str) -> None:
+    """Two sensors, eight servers, traces to 198.51.100.5 (the scenario the API tests check)."""
+    ingest(url, graph, {"gw1": GW1, "gw2": GW2})
+    # gw1's trace to 198.51.100.5: an older one, and the latest with a silent TTL 3.
+    add_trace(
+        url,
+        graph,
+        tid="t-old",
+        sensor="gw1",
+        dst="198.51.100.5",
+        hops=["10.0.0.254", "192.0.2.1"],
+        finished=900.0,
+        reached=False,
+    )
+    add_trace(
+        url,
+        graph,
+        tid="t5",
+        sensor="gw1",
+        dst="198.51.100.5",
+        hops=["10.0.0.254", "203.0.113.1", "", "198.51.100.5"],
+        finished=1010.0,
+    )

@@ -27,7 +27,7 @@ class WebConfig:
 
 
 def create_app(config: WebConfig) -> Flask:
-    from net_gazer.collector.web import api, common, graph, plugins
+    from net_gazer.collector.web import api, common, connections, graph, hosts, plugins
     from net_gazer.collector.web.db import GraphReader
 
     app = Flask("net_gazer.collector.web")
@@ -36,5 +36,7 @@ def create_app(config: WebConfig) -> Flask:
     app.register_blueprint(common.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(graph.bp)
+    app.register_blueprint(connections.bp)
+    app.register_blueprint(hosts.bp)
     app.register_blueprint(plugins.bp)
     return app
