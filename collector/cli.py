@@ -97,6 +97,39 @@ def parser() -> argparse.ArgumentParser:
         help="per-sensor rate; above it acks slow down (backpressure); 0 = unlimited (default 20000)",
     )
     p.add_argument(
+        "--geoip-city",
+        metavar="FILE.mmdb",
+        help="GeoIP city (or country) database (default: the GeoLite2 City database shipped by "
+        "maxminddb-geolite2, built 2018)",
+    )
+    p.add_argument(
+        "--geoip-asn",
+        metavar="FILE.mmdb",
+        help="GeoIP ASN database; without it the asn and as_org fields stay empty",
+    )
+    p.add_argument(
+        "--locations",
+        metavar="FILE",
+        help="operator overrides per prefix (TOML [[location]] tables); they win over GeoIP",
+    )
+    p.add_argument("--no-geoip", action="store_true", help="no GeoIP enrichment at all")
+    p.add_argument(
+        "--privacy",
+        action="store_true",
+        help="mask client addresses (to their /24 or /48) in every API answer and export",
+    )
+    p.add_argument(
+        "--http-tls-cert",
+        metavar="FILE",
+        help="serve the web side over HTTPS with this certificate",
+    )
+    p.add_argument("--http-tls-key", metavar="FILE", help="the HTTPS certificate's private key")
+    p.add_argument(
+        "--authfile",
+        metavar="FILE",
+        help="require HTTP Basic auth from this htpasswd file (bcrypt, apr1, SHA-crypt entries)",
+    )
+    p.add_argument(
         "--ready-file", metavar="FILE", help=argparse.SUPPRESS
     )  # for tests and supervisors
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
@@ -159,10 +192,16 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     from waitress.server import create_server
 
     from net_gazer.collector import plugins as plugin_loader
+    from net_gazer.collector.geoip import GeoEnricher
     from net_gazer.collector.ingest import IngestService, add_to_server
     from net_gazer.collector.store import GraphStore
     from net_gazer.collector.web import WebConfig, create_app
 
+    geo = (
+        None
+        if cfg.no_geoip
+        else GeoEnricher.from_paths(cfg.geoip_city, cfg.geoip_asn, cfg.locations, default_city=True)
+    )
     store = GraphStore.connect(url, cfg.graph)
     try:
         await store.ensure_schema()
@@ -183,7 +222,16 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         budget=cfg.plugin_budget,
         config=cfg.plugin_config,
     )
-    store.enrich = plugins.enrich
+    if geo is not None:
+        geo_enrich, plugin_enrich = geo.enrich, plugins.enrich
+
+        def enrich(ip: str, scope: str, props: dict[str, Any]) -> None:
+            geo_enrich(ip, scope, props)  # first, so that a plugin may still change it
+            plugin_enrich(ip, scope, props)
+
+        store.enrich = enrich
+    else:
+        store.enrich = plugins.enrich
     plugins.start()
     from net_gazer.collector.auth import Authenticator, load_tokens
 
@@ -265,7 +313,14 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         }
 
     app = create_app(
-        WebConfig(graph_url=url, graph=cfg.graph, status=status, plugins=plugin_status)
+        WebConfig(
+            graph_url=url,
+            graph=cfg.graph,
+            status=status,
+            plugins=plugin_status,
+            privacy=cfg.privacy,
+            geoip=geo.describe if geo is not None else dict,
+        )
     )
     plugins.web_routes(app)
     http_host, http_port = cfg.http.rsplit(":", 1)
@@ -298,6 +353,11 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         if embedded is not None
         else None
     )
+    watcher = (
+        tasks.spawn(_watch_geoip(store, geo, cfg.geoip_reload_s), name="geoip-watch")
+        if geo is not None
+        else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -312,12 +372,41 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     await stop.wait()
     log.info("stopping")
     await tasks.cancel(supervisor)
+    await tasks.cancel(watcher)
     await server.stop(grace=STOP_GRACE)
     web.close()
     plugins.stop()
     with contextlib.suppress(Exception):
         await store.close()
     return 0
+
+
+#: Every this many checks, hosts that no batch of this collector enriched (written by another
+#: replica, or by a plugin outside the host rows) are enriched too.
+SWEEP_EVERY = 6
+
+
+async def _watch_geoip(store: Any, geo: Any, interval: float) -> None:
+    """Enrich what is not enriched yet, then watch the databases and re-enrich on a change."""
+    import redis.exceptions
+
+    from net_gazer.collector.geoip import reenrich
+
+    checks = 0
+    while True:
+        try:
+            if checks % SWEEP_EVERY == 0:
+                await reenrich(store.graph, geo)
+            await asyncio.sleep(interval)
+            checks += 1
+            if await asyncio.to_thread(geo.reload_if_changed):
+                store.forget_enrichment()
+                await reenrich(store.graph, geo)
+        except asyncio.CancelledError:
+            raise
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning("GeoIP enrichment pass failed (%s); it runs again later", exc)
+            await asyncio.sleep(interval)
 
 
 if __name__ == "__main__":

@@ -215,6 +215,10 @@ class GraphStore:
         self._addresses: set[str] = set()
         self._edges_made: set[tuple[str, str, str, int]] = set()
 
+    def forget_enrichment(self) -> None:
+        """Enrich every host afresh from now on (the enrichment databases changed)."""
+        self._enriched.clear()
+
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
         if url.startswith("unix://"):

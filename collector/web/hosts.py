@@ -169,3 +169,9 @@ def sensors() -> ResponseReturnValue:
     out = [sensor_json(p or {}) for (p,) in graph().query(SENSORS_CYPHER)]
     geo = config().geoip() or {}
     return jsonify(sensors=out, count=len(out), geoip=geo)
+
+
+@bp.get("/api/geoip")
+def geoip() -> ResponseReturnValue:
+    """The GeoIP databases in use: path, type, build date, attribution; and the locations file."""
+    return jsonify(config().geoip() or {})
