@@ -243,6 +243,10 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
 
     limits = Limits(max_streams=cfg.max_sensors, rows_per_second=cfg.rows_per_second)
     service = IngestService(store, plugins, auth, limits)
+    from net_gazer.collector.metrics import CollectorMetrics
+
+    metrics = CollectorMetrics(service, store, plugins)
+    store.observe = metrics.observe
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -320,6 +324,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
             plugins=plugin_status,
             privacy=cfg.privacy,
             geoip=geo.describe if geo is not None else dict,
+            metrics=metrics.registry,
         )
     )
     plugins.web_routes(app)

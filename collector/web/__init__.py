@@ -24,10 +24,12 @@ class WebConfig:
     privacy: bool = False
     #: Returns what the GeoIP databases are (paths, build dates, attribution), for the API.
     geoip: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    #: The collector process's prometheus_client registry for /metrics (None: sensors only).
+    metrics: Any = None
 
 
 def create_app(config: WebConfig) -> Flask:
-    from net_gazer.collector.web import api, common, connections, graph, hosts, plugins
+    from net_gazer.collector.web import api, common, connections, graph, hosts, metrics, plugins
     from net_gazer.collector.web.db import GraphReader
 
     app = Flask("net_gazer.collector.web")
@@ -38,5 +40,6 @@ def create_app(config: WebConfig) -> Flask:
     app.register_blueprint(graph.bp)
     app.register_blueprint(connections.bp)
     app.register_blueprint(hosts.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(plugins.bp)
     return app
