@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,7 +188,6 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     import grpc
     import grpc.aio
     import redis.exceptions
-    from waitress.server import create_server
 
     from net_gazer.collector import plugins as plugin_loader
     from net_gazer.collector.geoip import GeoEnricher
@@ -327,22 +325,23 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
             metrics=metrics.registry,
         )
     )
+    if cfg.authfile is not None:
+        from net_gazer.collector.web import basicauth
+
+        basicauth.install(app, cfg.authfile)
     plugins.web_routes(app)
+    from net_gazer.collector.web import serve as web_serve
+
     http_host, http_port = cfg.http.rsplit(":", 1)
-    try:
-        web = create_server(
-            app, host=http_host.strip("[]"), port=int(http_port), threads=4, ident="net-gazer"
-        )
-    except OSError as exc:
-        raise UserError(f"cannot serve the viewer on {cfg.http}: {exc.strerror}") from None
-    web_port = int(web.effective_port)
-    web_thread = threading.Thread(target=web.run, name="waitress", daemon=True)
+    web_port, web_stop = web_serve.start(
+        app, http_host.strip("[]"), int(http_port), cert=cfg.http_tls_cert, key=cfg.http_tls_key
+    )
     await server.start()
-    web_thread.start()
     log.info(
-        "listening for sensors on %s (port %d), viewer on http://%s:%d/",
+        "listening for sensors on %s (port %d), viewer on %s://%s:%d/",
         cfg.listen,
         grpc_port,
+        "https" if cfg.http_tls_cert else "http",
         http_host,
         web_port,
     )
@@ -379,7 +378,7 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     await tasks.cancel(supervisor)
     await tasks.cancel(watcher)
     await server.stop(grace=STOP_GRACE)
-    web.close()
+    web_stop()
     plugins.stop()
     with contextlib.suppress(Exception):
         await store.close()
