@@ -13,7 +13,7 @@ from typing import Any
 from net_gazer.collector.filterlang import Filter
 
 #: Rows read per query while a filter is applied in Python.
-PAGE = 5000
+PAGE = 2000
 
 #: CONNECTS properties a connection sorts by (``sort=``), and host columns.
 SORTABLE = {
@@ -69,36 +69,42 @@ def connection_cypher(where: list[str], order: str = "e.last_seen DESC") -> str:
 
 
 def _sliced(graph: Any, where: list[str], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every connection matching ``where``, newest first, read in time slices."""
+    """Every connection matching ``where``, newest first: slices of ``last_seen`` going back in
+    time, each read in pages of :data:`PAGE` (a sort over one slice, not over every edge)."""
     total = graph.query(COUNT_CYPHER)
-    remaining = int(total[0][0]) if total else 0
-    if remaining == 0:
+    if not total or not total[0][0]:
         return
     extra = (" AND " + " AND ".join(where)) if where else ""
     # The edge pattern stays unlabelled so that FalkorDB scans the edge index alone.
     base = "MATCH (c)-[e:CONNECTS]->(s) WHERE e.last_seen < $hi"
-    tail = f"{extra} WITH c, e, s ORDER BY e.last_seen DESC RETURN {RETURN}"
+    tail = (
+        f"{extra} WITH c, e, s ORDER BY e.last_seen DESC SKIP $skip LIMIT $page RETURN {RETURN}"
+    )
     bounded = base + " AND e.last_seen >= $lo" + tail
     older = "MATCH ()-[e:CONNECTS]->() WHERE e.last_seen < $lo RETURN count(e)"
-    hi = 1e300
-    lo: float | None = time.time() + 86400.0  # clocks ahead of the collector's by up to a day
+    hi = 1e300  # the first slice also holds what clocks ahead of the collector's stamped
+    lo: float | None = time.time() - FIRST_SLICE
     width = FIRST_SLICE
-    seen = 0
     while True:
+        skip = 0
+        while True:
+            page = {**params, "hi": hi, "skip": skip, "page": PAGE}
+            if lo is None:
+                rows = graph.query(base + tail, page)
+            else:
+                rows = graph.query(bounded, {**page, "lo": lo})
+            for values in rows:
+                yield _row(values)
+            if len(rows) < PAGE:
+                break
+            skip += PAGE
         if lo is None:
-            rows = graph.query(base + tail, {**params, "hi": hi})
-        else:
-            rows = graph.query(bounded, {**params, "lo": lo, "hi": hi})
-        for values in rows:
-            yield _row(values)
-        seen += len(rows)
-        if lo is None or (not where and seen >= remaining):
             return
         left = graph.query(older, {"lo": lo})
         if not left or not left[0][0]:
             return
-        hi, lo = lo, (lo - width if lo - width > 0 else None)
         width *= SLICE_GROWTH
+        hi, lo = lo, (lo - width if lo - width > 0 else None)
 
 
 def connections(
