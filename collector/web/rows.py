@@ -77,9 +77,7 @@ def _sliced(graph: Any, where: list[str], params: dict[str, Any]) -> Iterator[di
     extra = (" AND " + " AND ".join(where)) if where else ""
     # The edge pattern stays unlabelled so that FalkorDB scans the edge index alone.
     base = "MATCH (c)-[e:CONNECTS]->(s) WHERE e.last_seen < $hi"
-    tail = (
-        f"{extra} WITH c, e, s ORDER BY e.last_seen DESC SKIP $skip LIMIT $page RETURN {RETURN}"
-    )
+    tail = f"{extra} WITH c, e, s ORDER BY e.last_seen DESC SKIP $skip LIMIT $page RETURN {RETURN}"
     bounded = base + " AND e.last_seen >= $lo" + tail
     older = "MATCH ()-[e:CONNECTS]->() WHERE e.last_seen < $lo RETURN count(e)"
     hi = 1e300  # the first slice also holds what clocks ahead of the collector's stamped
