@@ -569,6 +569,36 @@ class Filter:
         return Filter(All((self.root, other.root)), f"({self.text}) ({other.text})")
 
 
+def columns(node: Node | None) -> tuple[set[str], set[str]]:
+    """The Host and CONNECTS properties that deciding ``node`` reads."""
+    hosts: set[str] = set()
+    edges: set[str] = set()
+    stack = [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        if isinstance(n, All | Any_):
+            stack.extend(n.nodes)
+        elif isinstance(n, Not):
+            stack.append(n.node)
+        elif n.field in ENDS:
+            hosts.update(("ip", "name", "names"))
+        elif n.field == "port":
+            edges.add("dport")
+        elif n.field in NUMERIC:
+            edges.add(NUMERIC[n.field])
+        elif n.field in HOST_PROPS:
+            hosts.add(HOST_PROPS[n.field])
+        elif n.field == "dir":
+            edges.add("direction")
+        elif n.field == "state":
+            edges.add("count" if n.value == "established" else str(n.value))
+        elif n.field == "since":
+            edges.add("last_seen")
+        else:  # sensor, proto
+            edges.add(n.field)
+    return hosts, edges
+
+
 def parse(text: str | None) -> Filter:
     """Parse a filter; FilterError (with a position) when it is malformed."""
     text = text or ""

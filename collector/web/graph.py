@@ -156,7 +156,8 @@ def build(limit: int, collapse: bool, masked: bool) -> tuple[dict[str, Any], int
     # Phase 1: the newest ``limit`` paths (sensor, server).
     keys: dict[tuple[str, str, str], None] = {}
     truncated = False
-    for row in rows.connections(reader, flt, limit=None, page=max(4 * limit, 1000)):
+    key_cols: rows.Columns = (("scope", "ip"), ("sensor", "last_seen"))
+    for row in rows.connections(reader, flt, limit=None, page=max(4 * limit, 1000), cols=key_cols):
         key = (row["edge"].get("sensor", ""), row["server"].get("scope", ""), row["server"]["ip"])
         if key in keys:
             continue
@@ -169,8 +170,17 @@ def build(limit: int, collapse: bool, masked: bool) -> tuple[dict[str, Any], int
         return el.json(collapse), 0, False
     ips = sorted({k[2] for k in keys})
     # Phase 2: every matching connection of those paths, whole.
+    path_cols: rows.Columns = (
+        tuple(k for k in rows.HOST_COLUMNS if k in HOST_DATA),
+        tuple(k for k in rows.EDGE_COLUMNS if k in EDGE_DATA),
+    )
     for row in rows.connections(
-        reader, flt, limit=None, extra_where=["s.ip IN $ips"], extra_params={"ips": ips}
+        reader,
+        flt,
+        limit=None,
+        extra_where=["s.ip IN $ips"],
+        extra_params={"ips": ips},
+        cols=path_cols,
     ):
         edge = row["edge"]
         key = (edge.get("sensor", ""), row["server"].get("scope", ""), row["server"]["ip"])
