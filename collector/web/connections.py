@@ -41,6 +41,11 @@ RAW = (
     ("ts_rtt_ms", "e"), ("retransmits", "e"), ("loss_rate", "e"),
 )  # fmt: skip
 RAW_COLUMNS = tuple(name for name, _ in RAW)
+#: What the raw rows read from the graph: fewer properties read faster.
+READ: rows.Columns = (
+    ("ip", "scope", "name", "country_code", "city", "asn", "as_org"),
+    tuple(name for name, src in RAW if src == "e"),
+)
 
 SUMS = ("count", "attempts", "refused", "unanswered", "abandoned", "evicted", "retransmits")
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -209,10 +214,11 @@ def connections() -> ResponseReturnValue:
     if group is None and sort in rows.SORTABLE:
         cypher_order = f"{rows.SORTABLE[sort]} {order.upper()}"
         items: Iterable[dict[str, Any]] = (
-            flat(r, masked) for r in rows.connections(reader, flt, limit=limit, order=cypher_order)
+            flat(r, masked)
+            for r in rows.connections(reader, flt, limit=limit, order=cypher_order, cols=READ)
         )
     else:
-        found = [flat(r, masked) for r in rows.connections(reader, flt, limit=None)]
+        found = [flat(r, masked) for r in rows.connections(reader, flt, limit=None, cols=READ)]
         if group is not None:
             found = aggregate(found, group)
         found.sort(key=_sort_key(sort), reverse=order == "desc")
