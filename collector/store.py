@@ -62,9 +62,10 @@ INDEXES: tuple[tuple[str, str], ...] = (
     ("Trace", "dst"),
     ("Trace", "sensor"),
 )
-#: Relationship indexes: CONNECTS.last_seen lets the API read the newest connections of a big
-#: graph by time slices instead of sorting every edge (web/rows.py).
-REL_INDEXES: tuple[tuple[str, str], ...] = (("CONNECTS", "last_seen"),)
+#: Relationship indexes. None by default: an index on CONNECTS.last_seen (which lets the API
+#: read the newest connections of a big graph by time slices, web/rows.py) changes how
+#: FalkorDB 4.16 merges edges within one query (tests/test_store_edges.py) and costs writes.
+REL_INDEXES: tuple[tuple[str, str], ...] = ()
 
 HOSTS_CYPHER = """
 FOREACH (h IN $hosts |

@@ -129,6 +129,19 @@ def _sliced(
         hi, lo = lo, (lo - width if lo - width > 0 else None)
 
 
+def _edge_index(graph: Any) -> bool:
+    """Whether the graph has an index on CONNECTS.last_seen (checked once per reader)."""
+    known = getattr(graph, "ng_edge_index", None)
+    if known is None:
+        try:
+            found = graph.query("CALL db.indexes() YIELD label, properties")
+        except Exception:  # an empty graph has no indexes
+            found = []
+        known = any(label == "CONNECTS" and "last_seen" in (props or []) for label, props in found)
+        graph.ng_edge_index = known
+    return bool(known)
+
+
 def connections(
     graph: Any,
     flt: Filter,
@@ -147,7 +160,7 @@ def connections(
     where = [*push.where, *(extra_where or [])]
     params = {**push.params, **(extra_params or {})}
     yielded = 0
-    if order == "e.last_seen DESC" and not extra_where:
+    if order == "e.last_seen DESC" and not extra_where and _edge_index(graph):
         source: Iterator[dict[str, Any]] = _sliced(graph, where, params, columns)
     else:
         source = _paged(graph, where, params, order, limit, flt, page, columns)
