@@ -102,6 +102,8 @@ class IngestStats:
     denied: int = 0
     shed: int = 0
     throttled_seconds: float = 0.0
+    #: Completed handshakes in applied batches' rows (for /metrics).
+    handshakes: int = 0
 
 
 #: Largest seq accepted: FalkorDB integers are signed 64-bit, and 2**53 keeps every seq exact in
@@ -326,6 +328,7 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                     outcome = await self._apply_batch(context, sensor, env)
                     self.stats.batches += 1
                     if outcome is Outcome.APPLIED:
+                        self.stats.handshakes += sum(h.completed for h in env.batch.handshakes)
                         await self._observe(sensor, env.batch)
                 elif env.HasField("gap"):
                     outcome = await self.store.gap(sensor, env.seq, env.gap)
