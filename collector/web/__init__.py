@@ -23,12 +23,13 @@ class WebConfig:
 
 
 def create_app(config: WebConfig) -> Flask:
-    from net_gazer.collector.web import api, plugins
+    from net_gazer.collector.web import api, pages, plugins
     from net_gazer.collector.web.db import GraphReader
 
     app = Flask("net_gazer.collector.web")
     app.config["NG"] = config
     app.extensions["ng_graph"] = GraphReader(config.graph_url, config.graph)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(plugins.bp)
     return app
