@@ -10,6 +10,19 @@ const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, "..", "static", "dist");
 const bench = process.argv.includes("--bench");
 
+// `--bench`: only the renderer bench page, into bench/dist (never shipped, nothing else touched).
+if (bench) {
+  await build({
+    entryPoints: [join(here, "bench", "renderers.js")],
+    outdir: join(here, "bench", "dist"),
+    bundle: true,
+    minify: true,
+    format: "iife",
+    logLevel: "warning",
+  });
+  process.exit(0);
+}
+
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
@@ -24,18 +37,6 @@ await build({
   legalComments: "linked",
   logLevel: "warning",
 });
-
-// The bench page draws the same elements with both candidate renderers; it is not shipped.
-if (bench) {
-  await build({
-    entryPoints: [join(here, "bench", "renderers.js")],
-    outdir: out,
-    bundle: true,
-    minify: true,
-    format: "iife",
-    logLevel: "warning",
-  });
-}
 
 // Natural Earth's 1:110m country outlines (public domain), as TopoJSON from world-atlas.
 copyFileSync(join(here, "node_modules", "world-atlas", "countries-110m.json"), join(out, "world-110m.json"));
