@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +96,39 @@ def parser() -> argparse.ArgumentParser:
         help="per-sensor rate; above it acks slow down (backpressure); 0 = unlimited (default 20000)",
     )
     p.add_argument(
+        "--geoip-city",
+        metavar="FILE.mmdb",
+        help="GeoIP city (or country) database (default: the GeoLite2 City database shipped by "
+        "maxminddb-geolite2, built 2018)",
+    )
+    p.add_argument(
+        "--geoip-asn",
+        metavar="FILE.mmdb",
+        help="GeoIP ASN database; without it the asn and as_org fields stay empty",
+    )
+    p.add_argument(
+        "--locations",
+        metavar="FILE",
+        help="operator overrides per prefix (TOML [[location]] tables); they win over GeoIP",
+    )
+    p.add_argument("--no-geoip", action="store_true", help="no GeoIP enrichment at all")
+    p.add_argument(
+        "--privacy",
+        action="store_true",
+        help="mask client addresses (to their /24 or /48) in every API answer and export",
+    )
+    p.add_argument(
+        "--http-tls-cert",
+        metavar="FILE",
+        help="serve the web side over HTTPS with this certificate",
+    )
+    p.add_argument("--http-tls-key", metavar="FILE", help="the HTTPS certificate's private key")
+    p.add_argument(
+        "--authfile",
+        metavar="FILE",
+        help="require HTTP Basic auth from this htpasswd file (bcrypt, apr1, SHA-crypt entries)",
+    )
+    p.add_argument(
         "--ready-file", metavar="FILE", help=argparse.SUPPRESS
     )  # for tests and supervisors
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
@@ -156,13 +188,18 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     import grpc
     import grpc.aio
     import redis.exceptions
-    from waitress.server import create_server
 
     from net_gazer.collector import plugins as plugin_loader
+    from net_gazer.collector.geoip import GeoEnricher
     from net_gazer.collector.ingest import IngestService, add_to_server
     from net_gazer.collector.store import GraphStore
     from net_gazer.collector.web import WebConfig, create_app
 
+    geo = (
+        None
+        if cfg.no_geoip
+        else GeoEnricher.from_paths(cfg.geoip_city, cfg.geoip_asn, cfg.locations, default_city=True)
+    )
     store = GraphStore.connect(url, cfg.graph)
     try:
         await store.ensure_schema()
@@ -183,7 +220,16 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         budget=cfg.plugin_budget,
         config=cfg.plugin_config,
     )
-    store.enrich = plugins.enrich
+    if geo is not None:
+        geo_enrich, plugin_enrich = geo.enrich, plugins.enrich
+
+        def enrich(ip: str, scope: str, props: dict[str, Any]) -> None:
+            geo_enrich(ip, scope, props)  # first, so that a plugin may still change it
+            plugin_enrich(ip, scope, props)
+
+        store.enrich = enrich
+    else:
+        store.enrich = plugins.enrich
     plugins.start()
     from net_gazer.collector.auth import Authenticator, load_tokens
 
@@ -195,6 +241,10 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
 
     limits = Limits(max_streams=cfg.max_sensors, rows_per_second=cfg.rows_per_second)
     service = IngestService(store, plugins, auth, limits)
+    from net_gazer.collector.metrics import CollectorMetrics
+
+    metrics = CollectorMetrics(service, store, plugins)
+    store.observe = metrics.observe
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -265,24 +315,33 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
         }
 
     app = create_app(
-        WebConfig(graph_url=url, graph=cfg.graph, status=status, plugins=plugin_status)
-    )
-    plugins.web_routes(app)
-    http_host, http_port = cfg.http.rsplit(":", 1)
-    try:
-        web = create_server(
-            app, host=http_host.strip("[]"), port=int(http_port), threads=4, ident="net-gazer"
+        WebConfig(
+            graph_url=url,
+            graph=cfg.graph,
+            status=status,
+            plugins=plugin_status,
+            privacy=cfg.privacy,
+            geoip=geo.describe if geo is not None else dict,
+            metrics=metrics.registry,
         )
-    except OSError as exc:
-        raise UserError(f"cannot serve the viewer on {cfg.http}: {exc.strerror}") from None
-    web_port = int(web.effective_port)
-    web_thread = threading.Thread(target=web.run, name="waitress", daemon=True)
+    )
+    if cfg.authfile is not None:
+        from net_gazer.collector.web import basicauth
+
+        basicauth.install(app, cfg.authfile)
+    plugins.web_routes(app)
+    from net_gazer.collector.web import serve as web_serve
+
+    http_host, http_port = cfg.http.rsplit(":", 1)
+    web_port, web_stop = web_serve.start(
+        app, http_host.strip("[]"), int(http_port), cert=cfg.http_tls_cert, key=cfg.http_tls_key
+    )
     await server.start()
-    web_thread.start()
     log.info(
-        "listening for sensors on %s (port %d), viewer on http://%s:%d/",
+        "listening for sensors on %s (port %d), viewer on %s://%s:%d/",
         cfg.listen,
         grpc_port,
+        "https" if cfg.http_tls_cert else "http",
         http_host,
         web_port,
     )
@@ -296,6 +355,11 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     supervisor = (
         tasks.spawn(embedded.supervise(), name="falkordb-supervisor")
         if embedded is not None
+        else None
+    )
+    watcher = (
+        tasks.spawn(_watch_geoip(store, geo, cfg.geoip_reload_s), name="geoip-watch")
+        if geo is not None
         else None
     )
     stop = asyncio.Event()
@@ -312,12 +376,41 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     await stop.wait()
     log.info("stopping")
     await tasks.cancel(supervisor)
+    await tasks.cancel(watcher)
     await server.stop(grace=STOP_GRACE)
-    web.close()
+    web_stop()
     plugins.stop()
     with contextlib.suppress(Exception):
         await store.close()
     return 0
+
+
+#: Every this many checks, hosts that no batch of this collector enriched (written by another
+#: replica, or by a plugin outside the host rows) are enriched too.
+SWEEP_EVERY = 6
+
+
+async def _watch_geoip(store: Any, geo: Any, interval: float) -> None:
+    """Enrich what is not enriched yet, then watch the databases and re-enrich on a change."""
+    import redis.exceptions
+
+    from net_gazer.collector.geoip import reenrich
+
+    checks = 0
+    while True:
+        try:
+            if checks % SWEEP_EVERY == 0:
+                await reenrich(store.graph, geo)
+            await asyncio.sleep(interval)
+            checks += 1
+            if await asyncio.to_thread(geo.reload_if_changed):
+                store.forget_enrichment()
+                await reenrich(store.graph, geo)
+        except asyncio.CancelledError:
+            raise
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning("GeoIP enrichment pass failed (%s); it runs again later", exc)
+            await asyncio.sleep(interval)
 
 
 if __name__ == "__main__":

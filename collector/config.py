@@ -45,6 +45,20 @@ class CollectorConfig:
     plugin_budget: float = 0.25
     plugin_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     verbose: int = 0
+    #: GeoIP: the city database (None: the one maxminddb-geolite2 ships), the ASN database
+    #: (None: no ASN fields), operator overrides, and no enrichment at all (--no-geoip).
+    geoip_city: Path | None = None
+    geoip_asn: Path | None = None
+    locations: Path | None = None
+    no_geoip: bool = False
+    #: Seconds between two checks of the GeoIP and locations files for changes.
+    geoip_reload_s: float = 5.0
+    #: Mask client addresses in every API answer and export.
+    privacy: bool = False
+    http_tls_cert: Path | None = None
+    http_tls_key: Path | None = None
+    #: htpasswd file for HTTP Basic auth on the web side.
+    authfile: Path | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -57,8 +71,12 @@ def is_loopback(host: str) -> bool:
 
 
 FILE_KEYS = {"listen", "http", "graph_url", "graph", "data_dir", "insecure", "plugins", "tls_cert", "tls_key",
-             "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second"}  # fmt: skip
-PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens")
+             "tls_client_ca", "tokens", "max_message_bytes", "max_sensors", "rows_per_second",
+             "geoip_city", "geoip_asn", "locations", "no_geoip", "privacy", "http_tls_cert",
+             "http_tls_key", "authfile", "geoip_reload_s"}  # fmt: skip
+PATH_KEYS = ("tls_cert", "tls_key", "tls_client_ca", "tokens", "geoip_city", "geoip_asn",
+             "locations", "http_tls_cert", "http_tls_key", "authfile")  # fmt: skip
+BOOL_KEYS = ("no_geoip", "privacy")
 
 
 def load(args: Any) -> CollectorConfig:
@@ -83,6 +101,11 @@ def load(args: Any) -> CollectorConfig:
         if data.get("data_dir"):
             cfg.data_dir = Path(str(data["data_dir"]))
         cfg.insecure = bool(data.get("insecure", False))
+        for key in BOOL_KEYS:
+            if key in data:
+                if not isinstance(data[key], bool):
+                    raise ConfigError(f"{path}: {key} must be true or false")
+                setattr(cfg, key, data[key])
         for key in PATH_KEYS:
             if data.get(key):
                 setattr(cfg, key, Path(str(data[key])))
@@ -90,6 +113,7 @@ def load(args: Any) -> CollectorConfig:
             ("max_message_bytes", int),
             ("max_sensors", int),
             ("rows_per_second", float),
+            ("geoip_reload_s", float),
         ):
             if key in data:
                 value = data[key]
@@ -119,8 +143,11 @@ def load(args: Any) -> CollectorConfig:
     if args.data_dir:
         cfg.data_dir = Path(args.data_dir)
     cfg.insecure = cfg.insecure or args.insecure
+    for key in BOOL_KEYS:
+        if getattr(args, key, False):
+            setattr(cfg, key, True)
     for key in PATH_KEYS:
-        value = getattr(args, key)
+        value = getattr(args, key, None)
         if value:
             setattr(cfg, key, Path(value))
     for key in ("max_message_bytes", "max_sensors", "rows_per_second"):
@@ -142,6 +169,10 @@ def validate(cfg: CollectorConfig) -> CollectorConfig:
             raise ConfigError(f"--{key.replace('_', '-')} {path} does not exist or is not a file")
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise ConfigError("give both --tls-cert and --tls-key, or neither")
+    if (cfg.http_tls_cert is None) != (cfg.http_tls_key is None):
+        raise ConfigError("give both --http-tls-cert and --http-tls-key, or neither")
+    if cfg.geoip_reload_s <= 0:
+        raise ConfigError("geoip_reload_s must be positive")
     if cfg.tls_client_ca is not None and cfg.tls_cert is None:
         raise ConfigError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
     authenticated = cfg.tls_client_ca is not None or cfg.tokens is not None

@@ -102,6 +102,8 @@ class IngestStats:
     denied: int = 0
     shed: int = 0
     throttled_seconds: float = 0.0
+    #: Completed handshakes in applied batches' rows (for /metrics).
+    handshakes: int = 0
 
 
 #: Largest seq accepted: FalkorDB integers are signed 64-bit, and 2**53 keeps every seq exact in
@@ -322,6 +324,8 @@ class IngestService(wire_pb2_grpc.IngestServicer):
                         await asyncio.sleep(wait)  # backpressure: the ack comes later
                     outcome = await self._apply_batch(context, sensor, env)
                     self.stats.batches += 1
+                    if outcome.value == "applied":
+                        self.stats.handshakes += sum(h.completed for h in env.batch.handshakes)
                 elif env.HasField("gap"):
                     outcome = await self.store.gap(sensor, env.seq, env.gap)
                     self.stats.gaps += 1

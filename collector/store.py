@@ -147,6 +147,8 @@ class StoreStats:
     batches: int = 0
     duplicates: int = 0
     rows: int = 0
+    #: Rows of applied batches, by the collector plugin that wrote them.
+    rows_by_plugin: dict[str, int] = field(default_factory=dict)
     write_seconds: float = 0.0
     #: Parts of applied batches each collector plugin lost (see the module docstring).
     plugin_lost: dict[str, int] = field(default_factory=dict)
@@ -210,10 +212,16 @@ class GraphStore:
         self.graph = db.select_graph(graph)
         self.stats = StoreStats()
         self.enrich: Enricher | None = None
+        #: Called with (seconds, rows) after each applied batch (the metrics' histograms).
+        self.observe: Callable[[float, int], None] | None = None
         self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
         self._host_written: dict[tuple[str, str], float] = {}
         self._addresses: set[str] = set()
         self._edges_made: set[tuple[str, str, str, int]] = set()
+
+    def forget_enrichment(self) -> None:
+        """Enrich every host afresh from now on (the enrichment databases changed)."""
+        self._enriched.clear()
 
     @classmethod
     def connect(cls, url: str, graph: str = DEFAULT_GRAPH) -> GraphStore:
@@ -443,11 +451,19 @@ class GraphStore:
             raise PoisonBatch(str(exc)) from None
         start = time.perf_counter()
         res = await self.graph.query(query)
-        self.stats.write_seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.stats.write_seconds += elapsed
         if res.properties_set > 0:
             self._hosts_written(params["hosts"])
             self.stats.batches += 1
-            self.stats.rows += sum(len(w.rows) for w in writes)
+            rows = 0
+            by_plugin = self.stats.rows_by_plugin
+            for w in writes:
+                rows += len(w.rows)
+                by_plugin[w.plugin] = by_plugin.get(w.plugin, 0) + len(w.rows)
+            self.stats.rows += rows
+            if self.observe is not None:
+                self.observe(elapsed, rows)
             for plugin, n in per_plugin.items():
                 self.stats.plugin_lost[plugin] = self.stats.plugin_lost.get(plugin, 0) + n
             self.stats.unhandled_extensions += unhandled

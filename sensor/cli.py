@@ -139,6 +139,11 @@ def parser() -> argparse.ArgumentParser:
         help="no payload inspection: the dpi plugin (host names from TLS SNI, HTTP Host and DNS "
         "answers) is not loaded",
     )
+    gen.add_argument(
+        "--metrics",
+        metavar="ADDR",
+        help="serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9108 (off by default)",
+    )
     gen.add_argument("--list-plugins", action="store_true", help="list the sensor plugins and exit")
     gen.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v, -vv)")
     gen.add_argument("--version", action="version", version=f"net-gazer {__version__}")
@@ -169,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list_plugins:
             return list_plugins(cfg.plugins_allow, cfg.plugins_block, cfg.plugins_order)
         sensor = build(cfg)
+        metrics = None
+        if cfg.metrics:
+            from net_gazer.sensor.metrics import serve
+
+            _server, metrics, _port = serve(sensor, cfg.metrics)  # before dropping root
         from net_gazer.sensor import privileges
 
         privileges.drop_if_root(
@@ -178,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         async def go() -> int:
             signals = runner.Signals()
             runner.install_signals(signals, sensor)
-            return await runner.run(sensor, signals)
+            return await runner.run(sensor, signals, metrics=metrics)
 
         return asyncio.run(go())
     except UserError as exc:

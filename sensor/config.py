@@ -75,6 +75,8 @@ class SensorConfig:
     dpi: bool = True
     #: Settings given by flags, which a reload (SIGHUP) must not override with the file's.
     pinned: set[str] = field(default_factory=set)
+    #: ``HOST:PORT`` of the Prometheus /metrics listener; "" = off (the default).
+    metrics: str = ""
     #: The user a sensor started as root becomes after opening its sockets ("" = net-gazer if
     #: that user exists).
     user: str = ""
@@ -191,6 +193,11 @@ def load(args: Any) -> SensorConfig:
         cfg.token = _read_token(Path(args.token_file))
     if args.user:
         cfg.user = args.user
+    if getattr(args, "metrics", None):
+        from net_gazer.sensor.metrics import parse_addr
+
+        parse_addr(args.metrics)
+        cfg.metrics = args.metrics
     if getattr(args, "no_dpi", False):
         cfg.dpi = False
     return _validate(cfg)

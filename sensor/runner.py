@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from net_gazer.sensor.credentials import channel_credentials
 from net_gazer.sensor.hello import hello
@@ -46,9 +47,9 @@ class Signals:
             self.stop.set()
 
 
-async def run(sensor: Sensor, signals: Signals | None = None) -> int:
+async def run(sensor: Sensor, signals: Signals | None = None, metrics: Any = None) -> int:
     """Run until the capture ends (replay) or a stop signal arrives (live); return the exit
-    code."""
+    code. ``metrics`` is the ``--metrics`` collector, told about the stream."""
     cfg = sensor.cfg
     signals = signals or Signals()
     streamer = Streamer(
@@ -59,6 +60,8 @@ async def run(sensor: Sensor, signals: Signals | None = None) -> int:
         server_name=cfg.tls_server_name,
         token=cfg.token,
     )
+    if metrics is not None:
+        metrics.streamer = streamer
     sensor.host.safecall("ng_sensor_start", ctx=sensor.ctx)
     streamer.start()
     try:

@@ -65,6 +65,8 @@ class OutboxStats:
     forks: int = 0
     #: Envelopes of such a copy skipped because the original had delivered them.
     fork_skipped: int = 0
+    #: Envelopes written to a stream again (after a reconnect) because no ack had come for them.
+    resent: int = 0
 
 
 class Outbox:
@@ -169,6 +171,8 @@ class Outbox:
 
     def sent(self, env: wire_pb2.Envelope) -> None:
         """``env`` was written to the stream."""
+        if env.seq <= self.sent_high:
+            self.stats.resent += 1
         self.sent_high = max(self.sent_high, env.seq)
 
     def reconcile(self, mark: int) -> bool:

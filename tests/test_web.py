@@ -55,7 +55,11 @@ def test_healthz_and_connections(falkordb_url: str, graph_name: str) -> None:
         "batches": 7,
     }
     empty = client.get("/api/connections")
-    assert empty.status_code == 200 and empty.json == {"connections": [], "count": 0}
+    assert empty.status_code == 200 and empty.json == {
+        "connections": [],
+        "count": 0,
+        "masked": False,
+    }
     assert client.get("/api/connections?limit=x").status_code == 400
     bad = client.get("/api/connections?format=xml")
     assert bad.status_code == 400 and "not supported" in bad.json["error"]
