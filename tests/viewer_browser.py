@@ -91,12 +91,19 @@ def browser_fixture() -> Iterator[Browser]:
 
 
 def open_viewer(
-    browser: Browser, base: str, *, http_credentials: dict[str, str] | None = None, **kw: Any
+    browser: Browser,
+    base: str,
+    *,
+    http_credentials: dict[str, str] | None = None,
+    bypass_csp: bool = True,
+    **kw: Any,
 ) -> Viewer:
+    """A fresh context. ``bypass_csp``: Playwright's waiting helpers compile scripts in the page,
+    which the pages' Content-Security-Policy forbids; the CSP test turns it off."""
     ctx = browser.new_context(
         viewport={"width": 1400, "height": 900},
         accept_downloads=True,
-        bypass_csp=False,
+        bypass_csp=bypass_csp,
         http_credentials=http_credentials,  # type: ignore[arg-type]
         **kw,
     )

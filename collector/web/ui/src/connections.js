@@ -46,7 +46,7 @@ function columnsFor(rows, mode) {
 function params(format) {
   const p = new URLSearchParams();
   if (q.value.trim()) p.set("q", q.value.trim());
-  if (view.value !== "raw") p.set("agg", view.value);
+  if (view.value !== "raw") p.set("group", view.value);
   p.set("format", format);
   if (format === "json") p.set("limit", String(LIMIT));
   return p.toString();
@@ -70,7 +70,7 @@ async function load() {
   }
   showFilterError(q, qError, null);
   const body = res.body || {};
-  const rows = body.connections || body.rows || body.aggregates || [];
+  const rows = body.connections || body.groups || body.rows || [];
   const mode = view.value;
   const cols = columnsFor(rows, mode);
   const t = dataTable(cols, { caption: "Select a column header to sort by it; again to reverse." });
@@ -93,5 +93,5 @@ view.addEventListener("change", () => {
 
 initTheme();
 q.value = pageParam("q");
-if (["port", "host"].includes(pageParam("view"))) view.value = pageParam("view");
+if (["port", "server", "client"].includes(pageParam("view"))) view.value = pageParam("view");
 load();

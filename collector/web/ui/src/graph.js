@@ -140,6 +140,7 @@ function render(body) {
   renderNodeList();
   renderPathSensors();
   renderLegend();
+  cy.resize(); // the page above the canvas may have changed height: refresh cached coordinates
   if (state.selected && cy.getElementById(state.selected).empty()) closePanel();
 }
 
@@ -160,7 +161,7 @@ function renderNodeList() {
   const nodes = [...state.model.nodes].sort((a, b) => (a.kind === "sensor") - (b.kind === "sensor") || b.traffic - a.traffic || (a.label < b.label ? -1 : 1));
   nodes.sort((a, b) => (b.kind === "sensor") - (a.kind === "sensor"));
   for (const n of nodes.slice(0, 300)) {
-    const text = n.kind === "sensor" ? `sensor ${n.label}` : n.label === n.ip ? n.ip : `${n.label} (${n.ip})`;
+    const text = n.kind === "sensor" ? `Sensor ${n.label}` : n.label === n.ip ? n.ip : `${n.label} (${n.ip})`;
     els.nodeList.append(h("li", {}, h("button", { type: "button", "data-node": n.id, onclick: () => select(n.id, true) }, text)));
   }
   if (nodes.length > 300) els.nodeList.append(h("li", {}, `… and ${nodes.length - 300} more; narrow the filter`));
@@ -220,7 +221,7 @@ async function select(id, focusPanel = false) {
   els.panel.append(actions);
   const more = h("div", { id: "panel-more", "aria-busy": "true" }, h("p", {}, "Loading…"));
   els.panel.append(more);
-  const url = `/api/hosts/${encodeURIComponent(d.ip || d.id)}${d.scope && d.scope !== "global" ? `?scope=${encodeURIComponent(d.scope)}` : ""}`;
+  const url = `/api/hosts/${encodeURIComponent(d.ip || d.id)}${d.scope ? `?scope=${encodeURIComponent(d.scope)}` : ""}`;
   try {
     const { body } = await getJSON(url);
     if (state.selected !== id) return;
@@ -242,50 +243,43 @@ function table(headers, rows) {
 
 function hostDetails(box, body, dl) {
   clear(box);
-  const host = body.host || body;
+  const host = body.host || {};
   row(dl, "names", host.names);
-  row(dl, "place", [host.city, host.country || host.country_code].filter(Boolean).join(", ") && !dl.textContent.includes("place") ? [host.city, host.country].filter(Boolean).join(", ") : "");
   if (host.lat !== undefined && host.lat !== null) row(dl, "lat, lon", `${fmtNum(host.lat, 2)}, ${fmtNum(host.lon, 2)}`);
-  if (!dl.textContent.includes("ASN") && host.asn) row(dl, "ASN", `AS${host.asn} ${host.as_org || ""}`);
-  const conns = body.connections || [];
+  row(dl, "place from", host.geo_source);
+  if (body.other_scopes && body.other_scopes.length) row(dl, "also seen at", body.other_scopes);
+  const conns = [...((body.connections || {}).as_client || []), ...((body.connections || {}).as_server || [])];
   const rtts = conns.map((c) => Number(c.rtt_ms)).filter((x) => Number.isFinite(x) && x > 0);
-  if (rtts.length) row(dl, "RTT (handshake)", `${fmtNum(Math.min(...rtts))} – ${fmtNum(Math.max(...rtts))} ms`);
-  const retr = conns.reduce((a, c) => a + (Number(c.retransmits) || 0), 0);
-  const segs = conns.reduce((a, c) => a + (Number(c.data_segments) || 0), 0);
-  if (segs) row(dl, "loss", `${fmtNum((100 * retr) / segs, 2)} % retransmitted`);
+  if (rtts.length) row(dl, "handshake RTT", `${fmtNum(Math.min(...rtts), 2)} – ${fmtNum(Math.max(...rtts), 2)} ms`);
+  const losses = conns.map((c) => Number(c.loss_rate)).filter((x) => Number.isFinite(x));
+  if (losses.length) row(dl, "TCP loss", `${fmtNum(100 * Math.max(...losses), 2)} % retransmitted (worst connection)`);
   if (conns.length) {
     box.append(h("h3", {}, `Connections (${conns.length})`));
     box.append(
       table(
-        ["peer", "port", "count", "RTT ms", "sensor"],
-        conns.slice(0, 50).map((c) => [c.peer ?? (c.client === host.ip ? c.server : c.client), `${c.dport ?? ""}/${c.proto ?? "tcp"}`, c.count, fmtNum(c.rtt_ms), c.sensor]),
+        ["peer", "port", "handshakes", "RTT ms", "sensor"],
+        conns.slice(0, 50).map((c) => [c.client === host.ip ? c.server : c.client, `${c.dport ?? ""}/${c.proto ?? "tcp"}`, c.count, fmtNum(c.rtt_ms, 2), c.sensor]),
       ),
     );
   }
   const paths = body.paths || [];
   if (paths.length) {
-    box.append(h("h3", {}, "Paths"));
+    box.append(h("h3", {}, "Paths (latest trace per sensor)"));
     for (const p of paths) {
-      const hops = p.hops || [];
-      box.append(h("p", {}, h("b", {}, `from ${p.sensor}: `), hops.map((x) => x || "*").join(" → ") || "(no hops)"));
+      const hops = p.hops || (p.hop_list || []).map((x) => x.ip);
+      const rtts = p.rtts || [];
+      const items = h("ol", { class: "hops" });
+      hops.forEach((hop, i) => items.append(h("li", {}, hop || "* (silent)", rtts[i] !== undefined && rtts[i] >= 0 ? ` ${fmtNum(rtts[i], 1)} ms` : "")));
+      box.append(h("p", {}, h("b", {}, `from ${p.sensor}`), ` at ${fmtTime(p.finished ?? p.started)}${p.reached === false ? ", not reached" : ""}`), items);
     }
   }
-  const changes = body.changes || body.route_changes || body.history || [];
+  const changes = body.route_changes || body.changes || [];
   if (changes.length) {
     box.append(h("h3", {}, `Route changes (${changes.length})`));
     box.append(
       table(
-        ["when", "sensor", "TTL", "before → after"],
-        changes.slice(0, 50).map((c) => {
-          const before = c.before_hops || (Array.isArray(c.before) ? c.before : [c.before]);
-          const after = c.after_hops || (Array.isArray(c.after) ? c.after : [c.after]);
-          const cell = h("span", {});
-          after.forEach((hop, i) => {
-            const differs = hop !== before[i];
-            cell.append(i ? " → " : "", h(differs ? "span" : "span", differs ? { class: "diff", title: `was ${before[i] || "*"}` } : {}, hop || "*"));
-          });
-          return [fmtTime(c.at ?? c.ts ?? c.finished ?? c.time), c.sensor ?? "", c.ttl ?? "", h("span", {}, `${before.map((x) => x || "*").join(" → ")}  ⇒ `, cell)];
-        }),
+        ["when", "sensor", "TTL", "hop before", "hop after"],
+        changes.slice(0, 50).map((c) => [fmtTime(c.at), c.sensor ?? "", c.ttl ?? "", c.before || "*", h("span", { class: "diff" }, c.after || "*")]),
       ),
     );
   }
@@ -350,6 +344,7 @@ els.pathForm.addEventListener("submit", (ev) => {
 function graphUrl() {
   const p = new URLSearchParams();
   if (els.q.value.trim()) p.set("q", els.q.value.trim());
+  if (pageParam("limit")) p.set("limit", pageParam("limit"));
   const s = p.toString();
   return `/api/graph${s ? `?${s}` : ""}`;
 }
@@ -385,7 +380,8 @@ async function load({ reset = false } = {}) {
   render(res.body);
   state.updates += 1;
   els.status.dataset.updates = String(state.updates);
-  const truncated = res.body && (res.body.truncated || res.body.limited) ? " (limited: newest paths first)" : "";
+  const meta = (res.body && res.body.meta) || {};
+  const truncated = meta.truncated ? ` (the newest ${meta.limit} paths; narrow the filter for the rest)` : "";
   els.status.textContent = `${state.model.nodes.length} nodes, ${state.model.edges.length} edges${truncated}; updated ${now} UTC${els.live.checked ? ", live" : ""}.`;
 }
 
@@ -436,4 +432,6 @@ initTheme();
 els.q.value = pageParam("q");
 if (pageParam("layout") === "network") els.layout.value = "network";
 closePanel();
+renderLegend();
+window.addEventListener("resize", () => cy.resize());
 load().then(schedule);

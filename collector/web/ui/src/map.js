@@ -58,7 +58,7 @@ export function mapSegments(model) {
             const key = `${sensor.id}|${from.id}|${nxt.id}`;
             if (!seen.has(key)) {
               seen.add(key);
-              segs.push({ sensor: sensor.id, from, to: nxt, edge: e });
+              segs.push({ sensor: sensor.label, from, to: nxt, edge: e });
             }
           }
           from = nxt;
@@ -134,7 +134,20 @@ form.addEventListener("submit", (ev) => {
 });
 colour.addEventListener("change", draw);
 document.addEventListener("ng-theme", draw);
+async function geoNote() {
+  try {
+    const { body } = await getJSON("/api/geoip");
+    const city = body && body.city;
+    if (!city) return;
+    const note = document.getElementById("geoip-note");
+    note.textContent = `City database: ${city.type || "GeoIP"}, built ${city.build_date || "?"}${city.attribution ? `; ${city.attribution}` : ""}${city.default ? " (the packaged copy: give --geoip-city for a current one)" : ""}.`;
+  } catch {
+    /* the map works without it */
+  }
+}
+
 initTheme();
+geoNote();
 q.value = pageParam("q");
 draw();
 setInterval(() => document.hidden || draw(), Number(pageParam("poll")) || 15000);

@@ -47,10 +47,10 @@ function shape(s) {
     age: s.last_seen ? Math.max(0, now - s.last_seen) : null,
     drops: counter(s, "drops", "packets_dropped", "dropped", "capture_drops"),
     plugin_errors: pluginErrors(s),
-    probes_per_second: counter(s, "probes_per_second", "probe_rate"),
+    probes_per_second: counter(s, "probes_per_second", "probe_rate", "traceroute_probes_per_second"),
     gaps: s.gaps ?? 0,
     lost_items: s.lost_items ?? 0,
-    machine_id_conflicts: s.machine_id_conflicts ?? 0,
+    machine_id_conflicts: s.identity_conflicts ?? s.machine_id_conflicts ?? 0,
     batches: s.batches,
   };
 }
