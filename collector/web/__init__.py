@@ -30,8 +30,15 @@ class WebConfig:
 
 def create_app(config: WebConfig) -> Flask:
     from net_gazer.collector.web import (
-        api, common, connections, graph, hosts, metrics, pages, plugins,
-    )  # fmt: skip
+        api,
+        common,
+        connections,
+        graph,
+        hosts,
+        metrics,
+        pages,
+        plugins,
+    )
     from net_gazer.collector.web.db import GraphReader
 
     app = Flask("net_gazer.collector.web")
