@@ -119,9 +119,11 @@ def main() -> int:
     )
     ap.add_argument("--sizes", default="500,5000,20000")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--limit", type=float, default=120, help="seconds before a run is given up")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     subprocess.run(["node", str(UI / "build.mjs"), "--bench"], check=True)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,10 +149,18 @@ def main() -> int:
                                 page = ctx.new_page()
                                 page.goto(f"http://127.0.0.1:{port}/index.html")
                                 page.wait_for_function("window.benchReady === true")
-                                got = page.evaluate(
-                                    "([r, g, f]) => window.benchRun(r, g, f)",
+                                page.evaluate(
+                                    "([r, g, f]) => window.benchStart(r, g, f)",
                                     [renderer, f"g{n}.json", f"f{n}.json"],
                                 )
+                                try:
+                                    page.wait_for_function(
+                                        "window.benchResult !== null", timeout=args.limit * 1000
+                                    )
+                                    got = page.evaluate("window.benchResult")
+                                except PlaywrightTimeout:
+                                    got = {"error": f"over {args.limit} s"}
+                                print(n, renderer, got, flush=True)
                                 results.setdefault((n, renderer), []).append(got)
                                 ctx.close()
                 finally:
@@ -162,9 +172,12 @@ def main() -> int:
         f"{'nodes':>7} {'edges':>7} {'renderer':<10} {'first ms':>9} {'filter ms':>10} {'shown':>6}"
     )
     for n in sizes:
-        med = {}
+        med: dict[str, tuple[float, float]] = {}
         for renderer in ("cytoscape", "sigma"):
-            runs = results[(n, renderer)]
+            runs = [r for r in results[(n, renderer)] if "error" not in r]
+            if not runs:
+                print(f"{n:>7} {'':>7} {renderer:<10} {results[(n, renderer)][0]['error']}")
+                continue
             first = statistics.median(r["first"] for r in runs)
             filt = statistics.median(r["filter"] for r in runs)
             med[renderer] = (first, filt)
@@ -172,8 +185,9 @@ def main() -> int:
             print(
                 f"{r0['nodes']:>7} {r0['edges']:>7} {renderer:<10} {first:>9.0f} {filt:>10.0f} {r0['shown']:>6}"
             )
-        c, s = med["cytoscape"], med["sigma"]
-        print(f"{'':>7} {'':>7} {'sigma/cy':<10} {s[0] / c[0]:>9.2f} {s[1] / c[1]:>10.2f}")
+        if len(med) == 2:
+            c, s = med["cytoscape"], med["sigma"]
+            print(f"{'':>7} {'':>7} {'sigma/cy':<10} {s[0] / c[0]:>9.2f} {s[1] / c[1]:>10.2f}")
     return 0
 
 

@@ -22,7 +22,7 @@ import openpyxl
 import pytest
 from conftest import PCAPS, Collector, graph_query, run_sensor
 from playwright.sync_api import Browser, Page, expect
-from viewer_browser import axe_source, browser_fixture, close_viewer, open_viewer  # noqa: F401
+from viewer_browser import axe_source, close_viewer, open_viewer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -273,9 +273,13 @@ def test_connections_sort_and_download(viewer: Any, tmp_path: Path) -> None:
         page.click("#download-xlsx")
     xpath = tmp_path / "c.xlsx"
     dl.value.save_as(xpath)
-    sheet = openpyxl.load_workbook(xpath, read_only=True).active
-    assert sheet is not None
-    table = list(sheet.iter_rows(values_only=True))
+    book = openpyxl.load_workbook(xpath, read_only=True)
+    try:
+        sheet = book.active
+        assert sheet is not None
+        table = list(sheet.iter_rows(values_only=True))
+    finally:
+        book.close()
     head = list(table[0])
     ci, si = head.index("client"), head.index("server")
     assert {(r[ci], r[si]) for r in table[1:]} == {(c["client"], c["server"]) for c in EXPECTED}

@@ -81,7 +81,7 @@ def launch(pw: Playwright) -> Browser:
 
 @pytest.fixture(scope="session", name="browser")
 def browser_fixture() -> Iterator[Browser]:
-    """One Chromium for the session (import this fixture into a test module to use it)."""
+    """One Chromium for the session (conftest.py imports it, so that there is one)."""
     with sync_playwright() as pw:
         b = launch(pw)
         try:

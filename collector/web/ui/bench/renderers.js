@@ -72,4 +72,12 @@ window.benchRun = async (renderer, url, filteredUrl) => {
   const keep = new Set((filtered.nodes || []).map((n) => String(n.data.id)));
   return renderer === "sigma" ? sigmaRun(body, keep) : cytoscapeRun(body, keep);
 };
+// Started without waiting, so the bench can give up on a run that takes too long.
+window.benchStart = (renderer, url, filteredUrl) => {
+  window.benchResult = null;
+  window.benchRun(renderer, url, filteredUrl).then(
+    (r) => (window.benchResult = r),
+    (e) => (window.benchResult = { error: String(e) }),
+  );
+};
 window.benchReady = true;
