@@ -132,9 +132,9 @@ certs: ## Make a small CA: collector and sensor certificates in ./certs (SENSORS
 
 clean: ## Remove .run, .typecheck, build artefacts and caches (keeps the venv).
 	rm -rf .run .typecheck build dist ./*.egg-info .pytest_cache .mypy_cache .ruff_cache \
-		.hypothesis .ci-artifacts
+		.hypothesis .ci-artifacts $(UI_DIST) $(UI_DIR)/bench/dist
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -path ./node_modules -prune \
 		-o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove the venv too.
-	rm -rf $(VENV)
+distclean: clean ## clean, and remove the venv and the viewer's node_modules too.
+	rm -rf $(VENV) $(UI_DIR)/node_modules

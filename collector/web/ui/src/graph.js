@@ -270,7 +270,7 @@ function hostDetails(box, body, dl) {
       const rtts = p.rtts || [];
       const items = h("ol", { class: "hops" });
       hops.forEach((hop, i) => items.append(h("li", {}, hop || "* (silent)", rtts[i] !== undefined && rtts[i] >= 0 ? ` ${fmtNum(rtts[i], 1)} ms` : "")));
-      box.append(h("p", {}, h("b", {}, `from ${p.sensor}`), ` at ${fmtTime(p.finished ?? p.started)}${p.reached === false ? ", not reached" : ""}`), items);
+      box.append(h("p", {}, h("strong", {}, `from ${p.sensor}`), ` at ${fmtTime(p.finished ?? p.started)}${p.reached === false ? ", not reached" : ""}`), items);
     }
   }
   const changes = body.route_changes || body.changes || [];
