@@ -79,9 +79,11 @@ def launch(pw: Playwright) -> Browser:
     return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
 
 
-@pytest.fixture(scope="session", name="browser")
+@pytest.fixture(scope="module", name="browser")
 def browser_fixture() -> Iterator[Browser]:
-    """One Chromium for the session (conftest.py imports it, so that there is one)."""
+    """One Chromium per test module (conftest.py imports it). Not per session: Playwright's sync
+    API keeps an event loop running in the main thread while it is open, which would break the
+    asyncio.run() of every test module after the viewer's."""
     with sync_playwright() as pw:
         b = launch(pw)
         try:
