@@ -62,6 +62,9 @@ INDEXES: tuple[tuple[str, str], ...] = (
     ("Trace", "dst"),
     ("Trace", "sensor"),
 )
+#: Relationship indexes: CONNECTS.last_seen lets the API read the newest connections of a big
+#: graph by time slices instead of sorting every edge (web/rows.py).
+REL_INDEXES: tuple[tuple[str, str], ...] = (("CONNECTS", "last_seen"),)
 
 HOSTS_CYPHER = """
 FOREACH (h IN $hosts |
@@ -253,11 +256,13 @@ class GraphStore:
                     existing.add((label, p))
         except redis.exceptions.ResponseError:
             pass  # empty graph: no indexes yet
-        for label, prop in INDEXES:
+        wanted = [(label, prop, f"(n:{label})") for label, prop in INDEXES]
+        wanted += [(label, prop, f"()-[n:{label}]-()") for label, prop in REL_INDEXES]
+        for label, prop, pattern in wanted:
             if (label, prop) in existing:
                 continue
             try:
-                await self.graph.query(f"CREATE INDEX FOR (n:{label}) ON (n.{prop})")
+                await self.graph.query(f"CREATE INDEX FOR {pattern} ON (n.{prop})")
             except redis.exceptions.ResponseError as exc:
                 if "already indexed" not in str(exc):
                     raise

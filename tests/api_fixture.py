@@ -4,6 +4,7 @@ port 0 in front of the real store and plugins), and traces in the schema of docs
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -166,3 +167,22 @@ def load_scenario(url: str, graph: str) -> None:
         hops=["10.0.0.254", "203.0.113.1", "", "198.51.100.5"],
         finished=1010.0,
     )
+
+
+def big_graph(n_servers: int, start: float | None = None) -> dict[str, list[Conn]]:
+    """``n_servers`` servers (half IPv4, half IPv6), and over 2 * n_servers hosts in all: every
+    server has its own client, and every tenth a second one, seen half a second earlier.
+    Server ``i`` is last seen at ``start + i`` (default: ending now), so the newest servers are
+    the highest ``i``."""
+    if start is None:
+        start = time.time() - n_servers
+    conns = []
+    for i in range(n_servers):
+        server = f"198.18.{i // 250 % 256}.{i % 250 + 1}" if i % 2 else f"2001:db8::{i:x}"
+        if i % 2 and i >= 2 * 256 * 250:
+            server = f"2001:db8:1::{i:x}"
+        client = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+        conns.append(Conn(client, server, dport=443, last_seen=start + i))
+        if i % 10 == 0:
+            conns.append(Conn(f"fd00::{i:x}", server, dport=80, last_seen=start + i - 0.5))
+    return {"big": conns}
