@@ -24,10 +24,10 @@ IFACE ?=
 # docker-compose to validate docker-compose.yml (no engine needed), util-linux for setpriv.
 # `make deb` and its test: debhelper, python3-dev/-venv (the package's venv), lintian, debootstrap.
 APT_PACKAGES := libpcap-dev tshark tcpdump iproute2 ethtool iptables traceroute scamper procps \
-	docker-compose util-linux
+	docker-compose util-linux chromium
 APT_PACKAGES += debhelper dpkg-dev fakeroot python3-dev python3-venv lintian debootstrap
 
-.PHONY: help deps apt-deps venv proto docs lint typecheck test run bench fuzz certs deb clean distclean
+.PHONY: help deps apt-deps venv ui proto docs lint typecheck test run bench fuzz certs deb clean distclean
 
 help: ## Show this list of targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' \
@@ -64,6 +64,22 @@ $(STAMP): pyproject.toml | apt-deps $(PY)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $@
 
+# The viewer's scripts: npm installs the locked front-end libraries (no install scripts run) and
+# esbuild bundles them into collector/web/static/dist, which the wheel ships. Rebuilt when a
+# source or the lock file changes.
+UI_DIR := collector/web/ui
+UI_DIST := collector/web/static/dist
+UI_SOURCES := $(wildcard $(UI_DIR)/src/*) $(wildcard $(UI_DIR)/bench/*) $(UI_DIR)/build.mjs
+ui: $(UI_DIST)/BUILT ## Bundle the viewer's front-end (npm ci + esbuild) into collector/web/static/dist.
+
+$(UI_DIR)/node_modules/.package-lock.json: $(UI_DIR)/package-lock.json $(UI_DIR)/package.json
+	@command -v npm >/dev/null || { echo "The viewer needs Node.js 18+ and npm to build its scripts; install them (Debian: nodejs npm)." >&2; exit 1; }
+	npm ci --prefix $(UI_DIR) --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+$(UI_DIST)/BUILT: $(UI_DIR)/node_modules/.package-lock.json $(UI_SOURCES)
+	node $(UI_DIR)/build.mjs
+
 proto: venv ## Regenerate proto/net_gazer/v1/wire_pb2*.py(i) from the .proto sources.
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" scripts/gen_proto.sh
 
@@ -90,13 +106,13 @@ typecheck: venv ## mypy --strict on the net_gazer package (through the .typechec
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p net_gazer
 
 # Tests need root (namespaces, capture); CI runs as root.
-test: deps lint typecheck ## Lint, typecheck, then the whole pytest suite (needs root).
+test: deps ui lint typecheck ## Lint, typecheck, then the whole pytest suite (needs root).
 	$(PY) -m pytest -q -p no:cacheprovider
 
-run: deps ## Demo: collector + the namespace lab with a sensor and traffic (root); `make run IFACE=eth0`: live.
+run: deps ui ## Demo: collector + the namespace lab with a sensor and traffic (root); `make run IFACE=eth0`: live.
 	RUN_DIR='$(RUN_DIR)' IFACE='$(IFACE)' VENV='$(VENV)' bash scripts/run-demo.sh
 
-bench: venv ## Run every bench/bench_*.py.
+bench: venv ui ## Run every bench/bench_*.py.
 	@shopt -s nullglob; benches=(bench/bench_*.py); \
 	if (( $${#benches[@]} == 0 )); then echo "No benchmarks in bench/."; exit 0; fi; \
 	for b in "$${benches[@]}"; do echo "== $$b"; $(PY) "$$b"; done
@@ -123,9 +139,9 @@ deb: apt-deps ## Build the sensor's Debian package into dist/ (deploy/README.md)
 
 clean: ## Remove .run, .typecheck, build artefacts and caches (keeps the venv).
 	rm -rf .run .typecheck build dist ./*.egg-info .pytest_cache .mypy_cache .ruff_cache \
-		.hypothesis .ci-artifacts
+		.hypothesis .ci-artifacts $(UI_DIST) $(UI_DIR)/bench/dist
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -path ./node_modules -prune \
 		-o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove the venv too.
-	rm -rf $(VENV)
+distclean: clean ## clean, and remove the venv and the viewer's node_modules too.
+	rm -rf $(VENV) $(UI_DIR)/node_modules

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from falkordb import FalkorDB
 from lab_fixture import lab_net  # noqa: F401 - the shared namespace lab, session-scoped
+from viewer_browser import browser_fixture  # noqa: F401 - headless Chromium, one per module
 
 from net_gazer.collector.embedded import EmbeddedFalkorDB
 

@@ -29,12 +29,22 @@ class WebConfig:
 
 
 def create_app(config: WebConfig) -> Flask:
-    from net_gazer.collector.web import api, common, connections, graph, hosts, metrics, plugins
+    from net_gazer.collector.web import (
+        api,
+        common,
+        connections,
+        graph,
+        hosts,
+        metrics,
+        pages,
+        plugins,
+    )
     from net_gazer.collector.web.db import GraphReader
 
     app = Flask("net_gazer.collector.web")
     app.config["NG"] = config
     app.extensions["ng_graph"] = GraphReader(config.graph_url, config.graph)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(common.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(graph.bp)
