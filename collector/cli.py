@@ -266,8 +266,9 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
 
     events = CollectorEvents(JsonLog(cfg.json_log) if cfg.json_log is not None else None)
     alerts = AlertService(store.graph, cfg.alert_rules, events, country=store.country_of,
-                          queue_size=cfg.webhook_queue)  # fmt: skip
+                          asn=store.asn_of, queue_size=cfg.webhook_queue)  # fmt: skip
     store.events = alerts.on_event
+    store.route_changed = alerts.on_route_changes
     await alerts.start()
     plugins.start()
     from net_gazer.collector.auth import Authenticator, load_tokens

@@ -73,7 +73,11 @@ MATCH (a:Trace {id: r.a}), (b:Trace {id: r.b})
 MERGE (a)-[c:CHANGED]->(b)
 SET c.ttl = r.ttl, c.before = r.before, c.after = r.after, c.ttls = r.ttls,
   c.sensor = b.sensor, c.dst = b.dst, c.at = b.started
+RETURN r.a, r.b, b.sensor, b.dst, r.ttl, r.before, r.after, r.ttls
 """
+
+#: The keys of each change :func:`record_changes` returns.
+CHANGE_KEYS = ("from", "to", "sensor", "dst", "ttl", "before", "after", "ttls")
 
 
 def trace_ids(writes: Iterable[GraphWrite]) -> list[str]:
@@ -114,19 +118,22 @@ def consecutive_changes(
     return list(pairs.values()), changes
 
 
-async def record_changes(graph: Graph, ids: Sequence[str]) -> int:
-    """Link the traces ``ids`` (already in the graph) with their neighbours; return the number
-    of route changes among the consecutive pairs they are part of."""
+async def record_changes(graph: Graph, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Link the traces ``ids`` (already in the graph) with their neighbours; return the route
+    changes among the consecutive pairs they are part of, each with the keys of
+    :data:`CHANGE_KEYS` (trace ``from`` -> trace ``to``, the later trace's sensor and
+    destination, and where the routes part)."""
     if not ids:
-        return 0
+        return []
     res = await graph.query(with_params(NEIGHBOURS_CYPHER, {"ids": list(dict.fromkeys(ids))}))
     pairs, changes = consecutive_changes(res.result_set)
     if pairs:
         await graph.query(with_params(STALE_CYPHER, {"pairs": pairs}))
         await graph.query(with_params(STALE_IN_CYPHER, {"pairs": pairs}))
-    if changes:
-        await graph.query(with_params(CHANGED_CYPHER, {"changes": changes}))
-    return len(changes)
+    if not changes:
+        return []
+    res = await graph.query(with_params(CHANGED_CYPHER, {"changes": changes}))
+    return [dict(zip(CHANGE_KEYS, r, strict=True)) for r in res.result_set]
 
 
 ALL_PAIRS_CYPHER = """
@@ -144,7 +151,7 @@ async def backfill(graph: Graph, batch: int = 500) -> int:
         ids = [r[0] for r in res.result_set]
         if not ids:
             return total
-        total += await record_changes(graph, ids)
+        total += len(await record_changes(graph, ids))
         after = ids[-1]
 
 

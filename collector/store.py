@@ -39,7 +39,7 @@ import math
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,6 +251,10 @@ def open_db(url: str) -> FalkorDB:
     )
 
 
+#: Awaited with (sensor, route changes) by :attr:`GraphStore.route_changed`.
+RouteChanged = Callable[[SensorInfo, list[dict[str, Any]]], Awaitable[None]]
+
+
 class GraphStore:
     """Async access to one graph. Build with :meth:`connect`."""
 
@@ -265,6 +269,9 @@ class GraphStore:
         #: Called with (event, fields) for what the collector's event log records: sensor
         #: identity conflicts and gaps (collector/events.py).
         self.events: Callable[[str, dict[str, Any]], None] | None = None
+        #: Awaited with (sensor, changes) after a batch's traces made route changes
+        #: (collector/history.py's record_changes; the alert rules' route_change).
+        self.route_changed: RouteChanged | None = None
         #: Called with (seconds, rows) after each applied batch (the metrics' histograms).
         self.observe: Callable[[float, int], None] | None = None
         self._enriched: dict[tuple[str, str], dict[str, Any]] = {}
@@ -442,6 +449,15 @@ class GraphStore:
             return ""
         return str((props or {}).get("country_code") or "")
 
+    def asn_of(self, ip: str, site: str) -> int | None:
+        """The AS number this collector enriched ``ip`` with (None when unknown)."""
+        try:
+            props = self._enriched.get((scope_of(ip, site), addr_info(ip)[0]))
+        except ValueError:
+            return None
+        asn = (props or {}).get("asn")
+        return asn if isinstance(asn, int) and not isinstance(asn, bool) else None
+
     def _hosts_written(self, rows: list[dict[str, Any]]) -> None:
         if len(self._host_written) > 1_000_000:
             self._host_written.clear()
@@ -577,10 +593,17 @@ class GraphStore:
         if not ids:
             return
         try:
-            self.stats.route_changes += await history.record_changes(self.graph, ids)
+            changes = await history.record_changes(self.graph, ids)
         except redis.exceptions.RedisError as exc:
             self.stats.route_change_errors += 1
             log.error("route changes for sensor %s's traces not recorded: %s", sensor.id, exc)
+            return
+        self.stats.route_changes += len(changes)
+        if changes and self.route_changed is not None:
+            try:
+                await self.route_changed(sensor, changes)
+            except Exception:
+                log.exception("a reader of sensor %s's route changes failed", sensor.id)
 
     async def gap(self, sensor: SensorInfo, seq: int, gap: wire_pb2.Gap) -> Outcome:
         """Move the mark past envelopes the sensor had to drop, and count the loss."""

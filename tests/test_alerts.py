@@ -6,8 +6,8 @@ suppresses the repeats the scenario predicts; a webhook receiver that is down lo
 within the queue's bound and counts the drops past it; a silent sensor fires with a controlled
 clock; gaps and identity conflicts reach the collector's event log.
 
-The route-change rule waits for traces (the traceroute issue): its condition is tested here from
-plain values, the lab test that moves a route is still to come (docs/alerts.md)."""
+The route-change condition is tested here from plain values; trace alerts (route_change,
+path_contains, trace RTT samples) through a real collector are in tests/test_alerts_traces.py."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ destination (sensor, server address), never an average, which hides spikes. A sa
 - one flushed connection row: a handshake row's RTT minimum (SYN -> SYN+ACK, the
   sensor-to-server half; rows without an RTT sample give none), or a quality row's loss
   (retransmitted / data segments, both directions; rows without data segments give none);
-- one trace: its RTT to the destination, once traces are collected (:meth:`Engine.trace`).
+- one trace: its RTT to the destination (:meth:`Engine.trace`).
 
 Every sample that arrives while x of the last n are over the threshold makes a candidate; the
 hold-down turns the first into an alert and counts the others as suppressed.
@@ -112,7 +112,7 @@ class Engine:
                 )
         return out
 
-    # -- traces (fed by the traceroute plugin's collector half, when it lands) ---------------
+    # -- traces (fed by AlertService: each trace, and each route change the store records) -
     def trace(
         self, sensor: str, dst: str, hops: list[Hop], rtt_ms: float | None
     ) -> list[Candidate]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,11 +21,12 @@ from google.protobuf.message import DecodeError
 from net_gazer import tasks
 from net_gazer.collector.events import CollectorEvents
 from net_gazer.collector.graphwrite import SensorInfo
-from net_gazer.v1 import quality_pb2, udp_pb2, wire_pb2
+from net_gazer.netaddr import addr_info
+from net_gazer.v1 import quality_pb2, traceroute_pb2, udp_pb2, wire_pb2
 
 from . import state
 from .actions import Dispatcher
-from .engine import Candidate, Engine
+from .engine import Candidate, Engine, Hop
 from .rules import Rule
 
 log = logging.getLogger("net_gazer.alerts")
@@ -36,6 +38,8 @@ TRIM_EVERY = 100
 #: Hold-downs remembered at most (the cache starts over past it).
 MAX_HELD = 100_000
 NEVER = -1e18
+#: The longest trace read (as the traceroute plugin's collector half).
+MAX_TRACE_HOPS = 255
 
 
 class AlertService:
@@ -45,6 +49,7 @@ class AlertService:
         rules: list[Rule],
         events: CollectorEvents,
         country: Callable[[str, str], str] = lambda ip, site: "",
+        asn: Callable[[str, str], int | None] = lambda ip, site: None,
         clock: Callable[[], float] = time.time,
         **dispatch: Any,
     ) -> None:
@@ -53,6 +58,7 @@ class AlertService:
         self.engine = Engine(rules)
         self.events = events
         self.country = country
+        self.asn = asn
         self.clock = clock
         self.dispatcher = Dispatcher(events, **dispatch)
         self.fired: dict[str, int] = {r.name: 0 for r in rules}
@@ -110,6 +116,47 @@ class AlertService:
                         found += e.destination(
                             sid, u.server, u.dport, self.country(u.server, sensor.site)
                         )
+            elif ext.payload.Is(traceroute_pb2.TraceReport.DESCRIPTOR):
+                report_t = traceroute_pb2.TraceReport()
+                try:
+                    ext.payload.Unpack(report_t)
+                except DecodeError:
+                    continue
+                for run in report_t.traces:
+                    found += self._trace(sensor, run)
+        await self.handle(found)
+
+    def _trace(self, sensor: SensorInfo, run: traceroute_pb2.TraceRun) -> list[Candidate]:
+        """A finished trace: its hops (one per TTL, "" when silent) for ``path_contains``, and
+        its RTT to the destination (the destination's own answer) as an ``rtt`` sample. A run
+        the traceroute plugin skips as not sane is skipped here too."""
+        if not run.id or len(run.hops) > MAX_TRACE_HOPS:
+            return []
+        try:
+            dst = addr_info(run.dst)[0]
+            ips = [addr_info(h.addr)[0] if h.addr else "" for h in run.hops]
+        except ValueError:
+            return []
+        hops = [Hop(ip, self.asn(ip, sensor.site) if ip else None) for ip in ips]
+        rtt: float | None = None
+        if run.reached:
+            for ip, h in zip(reversed(ips), reversed(run.hops), strict=True):
+                if ip == dst and not h.inferred and math.isfinite(h.rtt_ms) and h.rtt_ms >= 0:
+                    rtt = h.rtt_ms
+                    break
+        return self.engine.trace(sensor.id, dst, hops, rtt)
+
+    async def on_route_changes(self, sensor: SensorInfo, changes: list[dict[str, Any]]) -> None:
+        """Route changes the store recorded (GraphStore.route_changed): to ``route_change``
+        rules."""
+        if "route_change" not in self.engine.kinds():
+            return
+        found: list[Candidate] = []
+        for c in changes:
+            found += self.engine.route_change(
+                str(c["sensor"]), str(c["dst"]), int(c["ttl"]), str(c["before"]),
+                str(c["after"]),
+            )  # fmt: skip
         await self.handle(found)
 
     def on_event(self, event: str, fields: dict[str, Any]) -> None:
