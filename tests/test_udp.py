@@ -297,3 +297,52 @@ def test_a_spoofed_flood_is_folded_past_the_budget(tmp_path: Any) -> None:
         )
     ]
     assert run.counters["plugin_udp_unanswered_rows_folded"] == FLOOD_SOURCES - FLOOD_BUDGET - 1
+
+
+UDP_COLUMNS = ("flows", "answered_flows", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c")
+
+
+def test_api_connections_carry_the_udp_fields_in_json_csv_and_xlsx(
+    collector: Collector, tmp_path: Any
+) -> None:
+    """/api/connections (JSON, CSV and XLSX) holds the scenario's UDP rows with tshark's
+    counts."""
+    import csv
+    import io
+    import json
+    import urllib.request
+
+    import openpyxl
+
+    replay(collector)
+    want = tshark_rows()
+    base = f"http://127.0.0.1:{collector.http_port}/api/connections"
+    with urllib.request.urlopen(base) as resp:
+        body = json.load(resp)
+    with urllib.request.urlopen(base + "?format=csv") as resp:
+        text = resp.read().decode()
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert body["count"] == len(body["connections"]) == len(table) == len(want)
+    by_json = {(r["client"], r["server"], r["dport"]): r for r in body["connections"]}
+    by_csv = {(r["client"], r["server"], int(r["dport"])): r for r in table}
+    assert set(by_json) == set(by_csv) == set(want)
+    for name, key in scenario.FLOWS.items():
+        j, c = by_json[key], by_csv[key]
+        assert j["proto"] == c["proto"] == "udp", name
+        answered = name in scenario.ANSWERED
+        assert j["answered"] is answered and c["answered"] == str(answered), name
+        for field in UDP_COLUMNS:
+            assert j[field] == int(c[field]) == want[key][field], f"{name} {field}"
+        assert j["count"] is None and c["count"] == "", f"{name} carries TCP counters"
+    path = tmp_path / "udp.xlsx"
+    with urllib.request.urlopen(base + "?format=xlsx") as resp:
+        path.write_bytes(resp.read())
+    sheet = openpyxl.load_workbook(path, read_only=True)["connections"]
+    header, *cells = list(sheet.iter_rows(values_only=True))
+    book = [dict(zip(header, r, strict=True)) for r in cells]
+    by_xlsx = {(r["client"], r["server"], r["dport"]): r for r in book}
+    assert set(by_xlsx) == set(want) and len(book) == len(want)
+    for name, key in scenario.FLOWS.items():
+        x = by_xlsx[key]
+        assert x["proto"] == "udp" and x["answered"] is (name in scenario.ANSWERED), name
+        assert {f: x[f] for f in UDP_COLUMNS} == want[key], name

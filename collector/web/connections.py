@@ -39,6 +39,9 @@ RAW = (
     ("rtt_ms_max", "e"), ("rtt_samples", "e"), ("client_rtt_ms", "e"),
     ("client_rtt_ms_min", "e"), ("client_rtt_ms_max", "e"), ("client_rtt_samples", "e"),
     ("ts_rtt_ms", "e"), ("retransmits", "e"), ("loss_rate", "e"),
+    # UDP edges (proto "udp", plugins/udp/collector.py); empty on TCP rows.
+    ("flows", "e"), ("answered_flows", "e"), ("answered", "e"), ("packets_c2s", "e"),
+    ("packets_s2c", "e"), ("bytes_c2s", "e"), ("bytes_s2c", "e"),
 )  # fmt: skip
 RAW_COLUMNS = tuple(name for name, _ in RAW)
 #: What the raw rows read from the graph: fewer properties read faster.
