@@ -58,10 +58,6 @@ def writes(named: bool) -> list[GraphWrite]:
 async def test_falkordb_merge_misses_an_edge_created_earlier_in_the_same_query(
     store: GraphStore,
 ) -> None:
-    # Shown without the relationship index on CONNECTS.last_seen that retention added: with it,
-    # FalkorDB 4.16.3's MERGE does find the edge an earlier clause created (the work-around
-    # stays for graphs where that index is still being built or was dropped).
-    await store.graph.query("DROP INDEX FOR ()-[e:CONNECTS]-() ON (e.last_seen)")
     await store.apply(SENSOR, 1, writes(named=False))
     got = await edges(store)
     assert len(got) == 2, "FalkorDB merges relationships across clauses now: drop the work-around"
