@@ -225,6 +225,10 @@ async def serve(cfg: Any, url: str, embedded: EmbeddedFalkorDB | None = None) ->
     from net_gazer.collector.store import GraphStore
     from net_gazer.collector.web import WebConfig, create_app
 
+    if cfg.http_tls_cert is not None and cfg.http_tls_key is not None:
+        from net_gazer.collector.web.serve import check_tls
+
+        check_tls(cfg.http_tls_cert, cfg.http_tls_key)
     geo = (
         None
         if cfg.no_geoip

@@ -244,7 +244,9 @@ async def test_every_lookup_key_has_an_index(store: GraphStore) -> None:
     res = await store.graph.ro_query("CALL db.indexes() YIELD label, properties")
     have = {(label, p) for label, props in res.result_set for p in props}
     assert set(INDEXES) | set(REL_INDEXES) <= have
-    assert ("Trace", "finished") in have and ("CONNECTS", "last_seen") in have
+    assert ("Trace", "finished") in have and ("ROUTE", "last_seen") in have
+    # Left to the operator: an index on it changes FalkorDB's in-query MERGE and slows writes.
+    assert ("CONNECTS", "last_seen") not in have
     res = await store.graph.query("MATCH (x:Schema) RETURN x.version")
     assert res.result_set == [[SCHEMA_VERSION]]
 

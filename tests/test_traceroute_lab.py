@@ -523,4 +523,7 @@ def test_a_thousand_destination_burst_keeps_the_budget_and_the_queue_cap(
         while times[j] < t - 1.0:
             j += 1
         assert i - j + 1 <= 2 * pps + 1, f"{i - j + 1} probes within one second"
-    assert len(times) <= pps + pps * (times[-1] - times[0]) + 1
+    # Over the whole burst: the bucket's burst plus its rate over the time the capture saw, with
+    # 50 ms for the capture's timestamps (taken at the wire, after the scheduler; on a loaded
+    # 2-CPU machine the first probes' stamps lag their sends by tens of ms).
+    assert len(times) <= pps + pps * (times[-1] - times[0] + 0.05) + 1

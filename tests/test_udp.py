@@ -337,8 +337,11 @@ def test_api_connections_carry_the_udp_fields_in_json_csv_and_xlsx(
     path = tmp_path / "udp.xlsx"
     with urllib.request.urlopen(base + "?format=xlsx") as resp:
         path.write_bytes(resp.read())
-    sheet = openpyxl.load_workbook(path, read_only=True)["connections"]
-    header, *cells = list(sheet.iter_rows(values_only=True))
+    workbook = openpyxl.load_workbook(path, read_only=True)  # read-only keeps the file open
+    try:
+        header, *cells = list(workbook["connections"].iter_rows(values_only=True))
+    finally:
+        workbook.close()
     book = [dict(zip(header, r, strict=True)) for r in cells]
     by_xlsx = {(r["client"], r["server"], r["dport"]): r for r in book}
     assert set(by_xlsx) == set(want) and len(book) == len(want)

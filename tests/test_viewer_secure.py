@@ -23,6 +23,11 @@ EXPECTED = json.loads((PCAPS / "handshakes.expected.json").read_text())
 USER, PASSWORD = "viewer", "v-secret"
 
 
+#: The reference (handshakes.expected.json) is TCP edges; the capture's UDP flows are tested in
+#: tests/test_udp.py.
+TCP_ONLY = {"NG_PLUGINS_BLOCK": "udp"}
+
+
 @pytest.fixture
 def secure(collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path: Path) -> Collector:
     certs = tmp_path / "certs"
@@ -38,8 +43,9 @@ def secure(collector_factory: Any, falkordb_url: str, graph_name: str, tmp_path:
         "--http-tls-cert", str(certs / "collector.pem"), "--http-tls-key", str(certs / "collector.key"),
     ).start()  # fmt: skip
     r = run_sensor(
-        "-r", str(PCAPS / "handshakes.pcap"), "--collector", c.address, "--sensor-id", "gw1"
-    )
+        "-r", str(PCAPS / "handshakes.pcap"), "--collector", c.address, "--sensor-id", "gw1",
+        env=TCP_ONLY,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     return c
 

@@ -12,6 +12,17 @@ from typing import Any
 from net_gazer.errors import UserError
 
 
+def check_tls(cert: Path, key: Path) -> None:
+    """Load the HTTPS pair once, so that a bad one stops the collector before it does anything
+    else (migrations, listeners), in one sentence."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(
+            f"cannot use --http-tls-cert {cert} with --http-tls-key {key}: {exc}"
+        ) from None
+
+
 def start(
     app: Any, host: str, port: int, *, cert: Path | None = None, key: Path | None = None
 ) -> tuple[int, Callable[[], None]]:
