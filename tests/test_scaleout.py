@@ -351,10 +351,15 @@ def test_the_web_reads_from_a_replica_with_graph_read_url(
         tcp = [e for e in body["connections"] if e["proto"] == "tcp"]
         assert len(tcp) == len(want)
         assert sum(e["count"] for e in tcp) == sum(e["count"] for e in want)
-    finally:
+    finally:  # every server gets its signal, even when one is slow to go
         for p in procs:
             p.terminate()
-            p.wait(10)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def _up(client: Any) -> bool:
