@@ -54,7 +54,7 @@ from net_gazer.netaddr import (  # noqa: E402
     parse_networks,
     scope_of,
 )
-from net_gazer.sensor.context import PluginContext  # noqa: E402
+from net_gazer.sensor.context import PluginContext, bounded_settings  # noqa: E402
 from net_gazer.sensor.handshake import HandshakeEvent, Kind  # noqa: E402
 from net_gazer.sensor.packet import (  # noqa: E402
     TH_ACK,
@@ -88,6 +88,7 @@ __all__ = [
     "TcpSegment",
     "UdpDatagram",
     "addr_info",
+    "bounded_settings",
     "hookimpl",
     "hookspec",
     "ntop",

@@ -50,3 +50,31 @@ class PluginContext:
     def count(self, key: str, n: int = 1) -> None:
         """Add to a counter of this plugin; counters travel with every batch."""
         self.counters[key] = self.counters.get(key, 0) + n
+
+
+def bounded_settings(
+    ctx: PluginContext, section: str, limits: dict[str, tuple[type, float, float]]
+) -> dict[str, Any]:
+    """The numbers of ``[plugins.NAME]`` that ``limits`` names (key: (int or float, low, high)),
+    checked. A bad value is logged in one sentence and left out, so its default applies: a plugin
+    cannot stop the sensor. ``section`` names the table in the message."""
+    values: dict[str, Any] = {}
+    for key, (kind, low, high) in limits.items():
+        if key not in ctx.config:
+            continue
+        value = ctx.config[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)) or not low <= value <= high:
+            ctx.log.error(
+                "[%s] %s must be a%s %s from %s to %s, not %r; using the default",
+                section,
+                key,
+                "n" if kind is int else "",
+                "integer" if kind is int else "number",
+                low if kind is float else int(low),
+                high if kind is float else int(high),
+                value,
+            )
+            continue
+        values[key] = kind(value)
+    return values

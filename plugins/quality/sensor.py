@@ -15,9 +15,7 @@ changing it needs a restart. Settings, ``[plugins.quality]``: ``sample_rate``, `
 
 from __future__ import annotations
 
-from typing import Any
-
-from net_gazer.sensor import PluginContext, TcpSegment, hookimpl
+from net_gazer.sensor import PluginContext, TcpSegment, bounded_settings, hookimpl
 from net_gazer.v1 import quality_pb2, wire_pb2
 
 from .flows import Counters, FlowTable, TableConfig
@@ -37,24 +35,7 @@ _LIMITS: dict[str, tuple[type, float, float]] = {
 def table_config(ctx: PluginContext) -> TableConfig:
     """The table settings from ``[plugins.quality]``; a bad value is logged in one sentence and
     its default used (a plugin cannot stop the sensor)."""
-    values: dict[str, Any] = {}
-    for key, (kind, low, high) in _LIMITS.items():
-        if key not in ctx.config:
-            continue
-        value = ctx.config[key]
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or (kind is int and not isinstance(value, int)) or not low <= value <= high:
-            ctx.log.error(
-                "[plugins.quality] %s must be a%s %s from %s to %s, not %r; using the default",
-                key,
-                "n" if kind is int else "",
-                "integer" if kind is int else "number",
-                low if kind is float else int(low),
-                high if kind is float else int(high),
-                value,
-            )
-            continue
-        values[key] = kind(value)
+    values = bounded_settings(ctx, "plugins.quality", _LIMITS)
     return TableConfig(**values)
 
 

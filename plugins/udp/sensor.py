@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from net_gazer.sensor import PluginContext, UdpDatagram, hookimpl
+from net_gazer.sensor import PluginContext, UdpDatagram, bounded_settings, hookimpl
 from net_gazer.v1 import udp_pb2
 
 from .flows import FlowTable, Row, RowKey, TableConfig
@@ -46,24 +46,7 @@ _LIMITS: dict[str, tuple[type, float, float]] = {
 def settings(ctx: PluginContext) -> dict[str, Any]:
     """The checked ``[plugins.udp]`` settings; a bad value is logged in one sentence and its
     default used (a plugin cannot stop the sensor)."""
-    values: dict[str, Any] = {}
-    for key, (kind, low, high) in _LIMITS.items():
-        if key not in ctx.config:
-            continue
-        value = ctx.config[key]
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or (kind is int and not isinstance(value, int)) or not low <= value <= high:
-            ctx.log.error(
-                "[plugins.udp] %s must be a%s %s from %s to %s, not %r; using the default",
-                key,
-                "n" if kind is int else "",
-                "integer" if kind is int else "number",
-                low if kind is float else int(low),
-                high if kind is float else int(high),
-                value,
-            )
-            continue
-        values[key] = kind(value)
+    values = bounded_settings(ctx, "plugins.udp", _LIMITS)
     trace = ctx.config.get("trace", False)
     if not isinstance(trace, bool):
         ctx.log.error("[plugins.udp] trace must be true or false, not %r; using false", trace)
